@@ -1,0 +1,8 @@
+//! workbench-core: the compiled core of workbench — the LLaDA model, tokenizer and chat
+//! template, and (in later modules) samplers, estimators, losses, optimizers and rewards.
+//! It knows nothing of Rhai; the scripting crate is a thin layer over it.
+
+pub mod device;
+pub mod model;
+pub mod ops;
+pub mod tokenizer;

@@ -1,0 +1,463 @@
+//! The LLaDA transformer: a bidirectional Llama-style stack (pre-RMSNorm, RoPE, SwiGLU, untied
+//! head) as in the Hugging Face `modeling_llada.py`, differentiable end to end.
+//!
+//! Numerics follow the reference: RMSNorm and RoPE in f32, attention scores and softmax in f32,
+//! matmuls in the compute dtype (f32 on CPU, bf16 on CUDA). Padded keys of a left-padded batch
+//! get a large negative bias; no position shift is needed because RoPE scores depend only on
+//! relative positions.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, Var, D};
+use rand::{Rng, SeedableRng};
+
+use super::config::Config;
+use super::weights::WeightSource;
+use crate::ops;
+
+/// How to materialise a model: where, in which dtype, and whether its weights are trainable.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Device the weights live on.
+    pub device: Device,
+    /// Compute dtype (f32 on CPU; bf16 on CUDA; f64 for gradient checks).
+    pub dtype: DType,
+    /// Wrap every weight in a [`Var`] so gradients reach it (full finetuning, gradient tests).
+    pub trainable: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            trainable: false,
+        }
+    }
+}
+
+/// A linear map without bias, `y = x Wᵀ`, with `W` stored [out, in] as in PyTorch.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// The weight, [out, in].
+    pub weight: Tensor,
+}
+
+impl Linear {
+    /// Applies the map to the last dim of `x`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let inner = dims[dims.len() - 1];
+        let rows = x.elem_count() / inner;
+        let out = self.weight.dim(0)?;
+        let y = x.reshape((rows, inner))?.matmul(&self.weight.t()?)?;
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("non-empty shape") = out;
+        y.reshape(shape)
+    }
+}
+
+/// One transformer block (LLaDA's `LLaDALlamaBlock`).
+#[derive(Debug, Clone)]
+pub struct Block {
+    attn_norm: Tensor,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    attn_out: Linear,
+    ff_norm: Tensor,
+    ff_proj: Linear,
+    up_proj: Linear,
+    ff_out: Linear,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    eps: f64,
+}
+
+/// Per-forward inputs shared by all blocks: RoPE tables and the key-padding bias.
+struct Frame {
+    cos: Tensor,
+    sin: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Block {
+    fn forward(&self, x: &Tensor, frame: &Frame) -> candle_core::Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let h = ops::rms_norm(x, &self.attn_norm, self.eps)?;
+        let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
+            t.reshape((b, l, n, self.head_dim))?.transpose(1, 2)
+        };
+        let q = heads(self.q_proj.forward(&h)?, self.n_heads)?;
+        let k = heads(self.k_proj.forward(&h)?, self.n_kv_heads)?;
+        let v = heads(self.v_proj.forward(&h)?, self.n_kv_heads)?;
+        let q = ops::rope(&q, &frame.cos, &frame.sin)?;
+        let k = ops::rope(&k, &frame.cos, &frame.sin)?;
+        let k = repeat_kv(&k, self.n_heads / self.n_kv_heads)?;
+        let v = repeat_kv(&v, self.n_heads / self.n_kv_heads)?.contiguous()?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+        let mut scores = (ops::upcast(&scores)? * scale)?;
+        if let Some(bias) = &frame.bias {
+            scores = scores.broadcast_add(&bias.to_dtype(scores.dtype())?)?;
+        }
+        let probs = ops::softmax(&scores, D::Minus1)?.to_dtype(v.dtype())?;
+        let attn = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
+        let x = (x + self.attn_out.forward(&attn)?)?;
+        let m = ops::rms_norm(&x, &self.ff_norm, self.eps)?;
+        let gate = self.ff_proj.forward(&m)?.silu()?;
+        let up = self.up_proj.forward(&m)?;
+        x + self.ff_out.forward(&(gate * up)?)?
+    }
+}
+
+/// Repeats key/value heads `n_rep` times so GQA checkpoints share the MHA code path.
+fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, h, l, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, h, n_rep, l, d))?
+        .contiguous()?
+        .reshape((b, h * n_rep, l, d))
+}
+
+/// The names and shapes of every tensor of a LLaDA checkpoint, as stored by Hugging Face.
+pub fn tensor_names(cfg: &Config) -> Vec<(String, Vec<usize>)> {
+    let d = cfg.d_model;
+    let kvd = cfg.kv_heads() * cfg.head_dim();
+    let h = cfg.mlp_hidden();
+    let e = cfg.embedding_size();
+    let mut out = vec![("model.transformer.wte.weight".to_string(), vec![e, d])];
+    for i in 0..cfg.n_layers {
+        let p = format!("model.transformer.blocks.{i}.");
+        for (n, s) in [
+            ("attn_norm", vec![d]),
+            ("q_proj", vec![d, d]),
+            ("k_proj", vec![kvd, d]),
+            ("v_proj", vec![kvd, d]),
+            ("attn_out", vec![d, d]),
+            ("ff_norm", vec![d]),
+            ("ff_proj", vec![h, d]),
+            ("up_proj", vec![h, d]),
+            ("ff_out", vec![d, h]),
+        ] {
+            out.push((format!("{p}{n}.weight"), s));
+        }
+    }
+    out.push(("model.transformer.ln_f.weight".to_string(), vec![d]));
+    if !cfg.weight_tying {
+        out.push(("model.transformer.ff_out.weight".to_string(), vec![e, d]));
+    }
+    out
+}
+
+/// A LLaDA model ready for forward passes (and backward, when loaded trainable).
+#[derive(Debug, Clone)]
+pub struct Llada {
+    cfg: Config,
+    wte: Tensor,
+    blocks: Vec<Block>,
+    ln_f: Tensor,
+    head: Tensor,
+    device: Device,
+    dtype: DType,
+    vars: Vec<(String, Var)>,
+}
+
+impl Llada {
+    /// Loads a checkpoint directory (`config.json` + safetensors weights).
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Llada> {
+        let cfg_path = dir.join("config.json");
+        if !cfg_path.is_file() {
+            anyhow::bail!(
+                "{} has no config.json: expected a LLaDA checkpoint directory in the Hugging Face layout",
+                dir.display()
+            );
+        }
+        let cfg = Config::from_file(&cfg_path)?;
+        let source = WeightSource::open_dir(dir)?;
+        Llada::from_source(cfg, &source, opts)
+    }
+
+    /// Builds the model from `cfg` and the tensors of `source`, checking every name and shape.
+    pub fn from_source(cfg: Config, source: &WeightSource, opts: &LoadOptions) -> Result<Llada> {
+        cfg.validate()?;
+        let mut vars = Vec::new();
+        let mut get = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let t = source.get(name, shape, opts.dtype, &opts.device)?;
+            if opts.trainable {
+                let v = Var::from_tensor(&t)?;
+                let t = v.as_tensor().clone();
+                vars.push((name.to_string(), v));
+                Ok(t)
+            } else {
+                Ok(t)
+            }
+        };
+        let specs = tensor_names(&cfg);
+        let shape_of = |n: &str| -> Vec<usize> {
+            specs
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default()
+        };
+        let mut load = |n: &str| get(n, &shape_of(n));
+        let wte = load("model.transformer.wte.weight")?;
+        let mut blocks = Vec::with_capacity(cfg.n_layers);
+        for i in 0..cfg.n_layers {
+            let p = format!("model.transformer.blocks.{i}.");
+            let mut lin = |n: &str| -> Result<Linear> {
+                Ok(Linear {
+                    weight: load(&format!("{p}{n}.weight"))?,
+                })
+            };
+            let attn_norm = lin("attn_norm")?.weight;
+            let q_proj = lin("q_proj")?;
+            let k_proj = lin("k_proj")?;
+            let v_proj = lin("v_proj")?;
+            let attn_out = lin("attn_out")?;
+            let ff_norm = lin("ff_norm")?.weight;
+            let ff_proj = lin("ff_proj")?;
+            let up_proj = lin("up_proj")?;
+            let ff_out = lin("ff_out")?;
+            blocks.push(Block {
+                attn_norm,
+                q_proj,
+                k_proj,
+                v_proj,
+                attn_out,
+                ff_norm,
+                ff_proj,
+                up_proj,
+                ff_out,
+                n_heads: cfg.n_heads,
+                n_kv_heads: cfg.kv_heads(),
+                head_dim: cfg.head_dim(),
+                eps: cfg.rms_norm_eps,
+            });
+        }
+        let ln_f = load("model.transformer.ln_f.weight")?;
+        let head = if cfg.weight_tying {
+            wte.clone()
+        } else {
+            load("model.transformer.ff_out.weight")?
+        };
+        Ok(Llada {
+            cfg,
+            wte,
+            blocks,
+            ln_f,
+            head,
+            device: opts.device.clone(),
+            dtype: opts.dtype,
+            vars,
+        })
+    }
+
+    /// Random weights drawn on the host from a seeded generator: N(0, init_std) for matrices,
+    /// ones for norm weights. Same seed, same model, on any device.
+    pub fn random(cfg: Config, seed: u64, opts: &LoadOptions) -> Result<Llada> {
+        Llada::from_source(
+            cfg.clone(),
+            &WeightSource::Memory(random_weights(&cfg, seed)?),
+            opts,
+        )
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Device of the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The trainable variables (empty unless loaded with `trainable`), by checkpoint name.
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    /// Every weight by checkpoint name (the tied head appears once, as `wte`).
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("model.transformer.wte.weight".to_string(), self.wte.clone())];
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = format!("model.transformer.blocks.{i}.");
+            for (n, t) in [
+                ("attn_norm", &b.attn_norm),
+                ("q_proj", &b.q_proj.weight),
+                ("k_proj", &b.k_proj.weight),
+                ("v_proj", &b.v_proj.weight),
+                ("attn_out", &b.attn_out.weight),
+                ("ff_norm", &b.ff_norm),
+                ("ff_proj", &b.ff_proj.weight),
+                ("up_proj", &b.up_proj.weight),
+                ("ff_out", &b.ff_out.weight),
+            ] {
+                out.push((format!("{p}{n}.weight"), t.clone()));
+            }
+        }
+        out.push((
+            "model.transformer.ln_f.weight".to_string(),
+            self.ln_f.clone(),
+        ));
+        if !self.cfg.weight_tying {
+            out.push((
+                "model.transformer.ff_out.weight".to_string(),
+                self.head.clone(),
+            ));
+        }
+        out
+    }
+
+    /// Final hidden states after `ln_f`, [B, L, d_model]. `input_ids` is [B, L] (u32 or i64);
+    /// `attention_mask` [B, L] has 1 for real tokens and 0 for left padding.
+    pub fn forward_hidden(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, l) = input_ids
+            .dims2()
+            .context("input_ids must be a [batch, length] tensor")?;
+        let ids = input_ids.to_dtype(DType::U32)?.to_device(&self.device)?;
+        let mut x =
+            self.wte
+                .index_select(&ids.flatten_all()?, 0)?
+                .reshape((b, l, self.cfg.d_model))?;
+        let (positions, bias) = match attention_mask {
+            None => (vec![(0..l as u32).collect::<Vec<_>>()], None),
+            Some(m) => {
+                let dims = m.dims();
+                if dims != [b, l] {
+                    anyhow::bail!(
+                        "attention_mask has shape {dims:?} but input_ids has shape [{b}, {l}]"
+                    );
+                }
+                // Positions count real tokens only, so a left-padded row sees exactly the RoPE
+                // angles it sees alone (bitwise batch invariance, not just up to rounding).
+                let rows: Vec<Vec<f32>> = m.to_dtype(DType::F32)?.to_vec2()?;
+                let positions = rows
+                    .iter()
+                    .map(|row| {
+                        let mut seen = 0u32;
+                        row.iter()
+                            .map(|&v| {
+                                let p = seen;
+                                seen += u32::from(v != 0.0);
+                                p
+                            })
+                            .collect()
+                    })
+                    .collect();
+                // 0 for real keys, a large negative number for padded keys: [B, 1, 1, L].
+                let m = m.to_dtype(DType::F32)?.to_device(&self.device)?;
+                let bias = ((m - 1.0)? * f64::from(f32::MAX))?;
+                (positions, Some(bias.reshape((b, 1, 1, l))?))
+            }
+        };
+        let (cos, sin) = rope_tables(
+            &positions,
+            self.cfg.head_dim(),
+            self.cfg.rope_theta,
+            &self.device,
+        )?;
+        let frame = Frame { cos, sin, bias };
+        for block in &self.blocks {
+            x = block.forward(&x, &frame)?;
+        }
+        Ok(ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
+    }
+
+    /// Projects hidden states [.., d_model] through the LM head to logits [.., embedding_size].
+    /// Callers that need only some positions gather them first (same numbers, less work).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(Linear {
+            weight: self.head.clone(),
+        }
+        .forward(hidden)?)
+    }
+
+    /// Logits [B, L, embedding_size] for `input_ids` [B, L] with an optional key-padding mask.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.forward_hidden(input_ids, attention_mask)?;
+        self.logits(&h)
+    }
+}
+
+/// RoPE cos/sin tables in f32, built as the reference does (`inv_freq = 1 / theta^(2i/d)`,
+/// frequencies repeated for both halves): [L, head_dim] for one shared row of positions, or
+/// [B, 1, L, head_dim] for per-row positions.
+fn rope_tables(
+    positions: &[Vec<u32>],
+    head_dim: usize,
+    theta: f64,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+        .collect();
+    let len = positions.first().map_or(0, Vec::len);
+    let mut cos = Vec::with_capacity(positions.len() * len * head_dim);
+    let mut sin = Vec::with_capacity(cos.capacity());
+    for row in positions {
+        for &p in row {
+            for _half in 0..2 {
+                for f in &inv {
+                    let a = p as f32 * f;
+                    cos.push(a.cos());
+                    sin.push(a.sin());
+                }
+            }
+        }
+    }
+    let shape: Vec<usize> = if positions.len() == 1 {
+        vec![len, head_dim]
+    } else {
+        vec![positions.len(), 1, len, head_dim]
+    };
+    Ok((
+        Tensor::from_vec(cos, shape.clone(), device)?,
+        Tensor::from_vec(sin, shape, device)?,
+    ))
+}
+
+/// Seeded random checkpoint tensors (f32, host) for `cfg`.
+pub fn random_weights(
+    cfg: &Config,
+    seed: u64,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = std::collections::HashMap::new();
+    for (name, shape) in tensor_names(cfg) {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = if shape.len() == 1 {
+            vec![1.0; n]
+        } else {
+            (0..n)
+                .map(|_| (normal(&mut rng) * cfg.init_std) as f32)
+                .collect()
+        };
+        out.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
+    }
+    Ok(out)
+}
+
+/// One standard normal draw (Box–Muller), so only `rand` is needed.
+pub fn normal<R: Rng>(rng: &mut R) -> f64 {
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}

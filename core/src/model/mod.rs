@@ -1,0 +1,11 @@
+//! The LLaDA model: configuration, checkpoint weights, hub resolution and the network.
+
+pub mod config;
+pub mod hub;
+pub mod llada;
+pub mod weights;
+
+pub use config::Config;
+pub use hub::{resolve_model_dir, resolve_model_dir_in};
+pub use llada::{tensor_names, Linear, Llada, LoadOptions};
+pub use weights::WeightSource;

@@ -1,0 +1,1 @@
+//! Rhai scripting layer (filled in by the scripting issue).

@@ -1,0 +1,35 @@
+//! The `workbench` command line: inspect checkpoints, run scripts, generate, score, train.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Research workbench for reinforcement learning on masked diffusion language models.
+#[derive(Parser, Debug)]
+#[command(name = "workbench", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a checkpoint's architecture, parameter count, dtypes, special tokens and memory needs.
+    Info(commands::info::InfoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => commands::info::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
