@@ -461,11 +461,19 @@ fn resolve_special(
     })?;
 
     let (eos_name, eos_origin) = named(&config.eos_token, "eos_token", DEFAULT_EOS_TOKEN);
+    // Chat checkpoints often name the turn terminator `<|eot_id|>` as eos_token (it is what
+    // generation stops on); the diffusion EOS that fills the canvas is config.json's id, and
+    // EoT is tracked separately, so that pairing is not a disagreement.
+    let eos_lookup = if eos_name == EOT_TOKEN && ids.eos.is_some() {
+        DEFAULT_EOS_TOKEN.to_string()
+    } else {
+        eos_name.clone()
+    };
     let eos = reconcile(
         inner,
         "EOS",
         "eos_token_id",
-        &eos_name,
+        &eos_lookup,
         &eos_origin,
         ids.eos,
     )?
