@@ -18,12 +18,15 @@ struct Cli {
 enum Command {
     /// Print a checkpoint's architecture, parameter count, dtypes, special tokens and memory needs.
     Info(commands::info::InfoArgs),
+    /// Run a Rhai script: `workbench run FILE.rhai [--set key=value ...] [-- ARGS...]`.
+    Run(commands::run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => commands::info::run(&args),
+        Command::Run(args) => commands::run::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

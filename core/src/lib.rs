@@ -2,6 +2,7 @@
 //! template, and (in later modules) samplers, estimators, losses, optimizers and rewards.
 //! It knows nothing of Rhai; the scripting crate is a thin layer over it.
 
+pub mod cancel;
 pub mod device;
 pub mod model;
 pub mod ops;

@@ -1,0 +1,264 @@
+//! `Model` and `Tokenizer`: loading checkpoints, forward passes, encoding and chat templates.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::DType;
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Engine, Map};
+use workbench_core::device::{default_device, default_dtype, parse_device, parse_dtype};
+use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
+use workbench_core::tokenizer::{ChatMessage, ConfigIds, Tokenizer};
+
+use super::convert::{check_keys, err, json_to_dynamic, opt_bool, opt_str, script_err, RResult};
+use super::tensor::{from_nested, ScriptTensor};
+
+/// A loaded model with its tokenizer (when the checkpoint has one).
+#[derive(Clone)]
+pub struct ScriptModel {
+    /// The network.
+    pub model: Arc<Llada>,
+    /// The checkpoint's tokenizer, if `tokenizer.json` is present.
+    pub tokenizer: Option<Arc<Tokenizer>>,
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+}
+
+/// A tokenizer with its chat template.
+#[derive(Clone)]
+pub struct ScriptTokenizer(pub Arc<Tokenizer>);
+
+fn ids_tensor(v: &Dynamic, what: &str) -> RResult<candle_core::Tensor> {
+    if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
+        return Ok(t.t);
+    }
+    if let Some(a) = v.clone().try_cast::<Array>() {
+        let t = from_nested(&a)?;
+        return Ok(if t.rank() == 1 {
+            t.unsqueeze(0).map_err(script_err)?
+        } else {
+            t
+        });
+    }
+    Err(err(format!(
+        "{what} must be a Tensor or an array of token ids, found {}",
+        v.type_name()
+    )))
+}
+
+fn ids_list(v: &Dynamic) -> RResult<Vec<u32>> {
+    let t = ids_tensor(v, "ids")?;
+    t.flatten_all()
+        .and_then(|t| t.to_dtype(DType::U32))
+        .and_then(|t| t.to_vec1::<u32>())
+        .map_err(script_err)
+}
+
+fn load_tok(dir: &std::path::Path) -> RResult<Tokenizer> {
+    let cfg = dir.join("config.json");
+    let ids = if cfg.is_file() {
+        ConfigIds::from_config_file(&cfg).map_err(script_err)?
+    } else {
+        ConfigIds {
+            mask: None,
+            eos: None,
+            pad: None,
+        }
+    };
+    Tokenizer::load(dir, &ids).map_err(script_err)
+}
+
+#[export_module]
+mod model_api {
+    use super::*;
+
+    /// Loads a LLaDA checkpoint (directory or Hugging Face repo id in the local cache).
+    /// Options: `device` ("cpu", "cuda", "cuda:N"), `dtype` ("f32", "bf16", "f64"),
+    /// `trainable` (every weight becomes a parameter).
+    #[rhai_fn(name = "load_model", return_raw)]
+    pub fn load_model_opts(path: &str, opts: Map) -> RResult<ScriptModel> {
+        check_keys(&opts, &["device", "dtype", "trainable"], "load_model")?;
+        let device = match opts.get("device") {
+            Some(_) => parse_device(&opt_str(&opts, "device", "cpu")?).map_err(script_err)?,
+            None => default_device(),
+        };
+        let dtype = match opts.get("dtype") {
+            Some(_) => {
+                parse_dtype(&opt_str(&opts, "dtype", "f32")?, &device).map_err(script_err)?
+            }
+            None => default_dtype(&device),
+        };
+        let trainable = opt_bool(&opts, "trainable", false)?;
+        let dir = resolve_model_dir(path).map_err(script_err)?;
+        let model = Llada::load(
+            &dir,
+            &LoadOptions {
+                device,
+                dtype,
+                trainable,
+            },
+        )
+        .map_err(script_err)?;
+        for (_, v) in model.vars() {
+            crate::api::tensor::register_param(v.as_tensor());
+        }
+        let tokenizer = if dir.join("tokenizer.json").is_file() {
+            Some(Arc::new(load_tok(&dir)?))
+        } else {
+            None
+        };
+        Ok(ScriptModel {
+            model: Arc::new(model),
+            tokenizer,
+            dir,
+        })
+    }
+    /// Loads a LLaDA checkpoint on the default device and dtype.
+    #[rhai_fn(name = "load_model", return_raw)]
+    pub fn load_model(path: &str) -> RResult<ScriptModel> {
+        load_model_opts(path, Map::new())
+    }
+    /// Logits [B, L, V] for token ids [B, L] (a Tensor or nested array).
+    #[rhai_fn(name = "forward", return_raw)]
+    pub fn forward(m: &mut ScriptModel, ids: Dynamic) -> RResult<ScriptTensor> {
+        let ids = ids_tensor(&ids, "forward: ids")?;
+        m.model
+            .forward(&ids, None)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+    /// Logits for left-padded ids [B, L] with an attention mask [B, L] (1 = real token).
+    #[rhai_fn(name = "forward", return_raw)]
+    pub fn forward_masked(
+        m: &mut ScriptModel,
+        ids: Dynamic,
+        mask: Dynamic,
+    ) -> RResult<ScriptTensor> {
+        let ids = ids_tensor(&ids, "forward: ids")?;
+        let mask = ids_tensor(&mask, "forward: mask")?;
+        m.model
+            .forward(&ids, Some(&mask))
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+    /// The checkpoint's config.json fields as a map.
+    #[rhai_fn(get = "config", pure, return_raw)]
+    pub fn config(m: &mut ScriptModel) -> RResult<Map> {
+        let v = serde_json::to_value(m.model.config()).map_err(script_err)?;
+        json_to_dynamic(&v)
+            .try_cast::<Map>()
+            .ok_or_else(|| err("config is not a map"))
+    }
+    /// Id of the mask token.
+    #[rhai_fn(get = "mask_id", pure, return_raw)]
+    pub fn mask_id(m: &mut ScriptModel) -> RResult<i64> {
+        match (&m.tokenizer, m.model.config().mask_token_id) {
+            (Some(t), _) => Ok(i64::from(t.special().mask)),
+            (None, Some(id)) => Ok(i64::from(id)),
+            (None, None) => Err(err("the model has no mask_token_id and no tokenizer")),
+        }
+    }
+    /// Id of the end-of-text token.
+    #[rhai_fn(get = "eos_id", pure, return_raw)]
+    pub fn eos_id(m: &mut ScriptModel) -> RResult<i64> {
+        match (&m.tokenizer, m.model.config().eos_token_id) {
+            (Some(t), _) => Ok(i64::from(t.special().eos)),
+            (None, Some(id)) => Ok(i64::from(id)),
+            (None, None) => Err(err("the model has no eos_token_id and no tokenizer")),
+        }
+    }
+    /// Id of the end-of-turn token (`<|eot_id|>`), or -1 when the tokenizer has none.
+    #[rhai_fn(get = "eot_id", pure)]
+    pub fn eot_id(m: &mut ScriptModel) -> i64 {
+        m.tokenizer
+            .as_ref()
+            .and_then(|t| t.special().eot)
+            .map_or(-1, i64::from)
+    }
+    /// Number of tokens of the vocabulary.
+    #[rhai_fn(get = "vocab_size", pure)]
+    pub fn vocab_size(m: &mut ScriptModel) -> i64 {
+        m.model.config().vocab_size as i64
+    }
+    /// Number of parameters.
+    #[rhai_fn(pure)]
+    pub fn num_params(m: &mut ScriptModel) -> i64 {
+        m.model.config().num_params() as i64
+    }
+    /// The checkpoint's tokenizer.
+    #[rhai_fn(pure, return_raw)]
+    pub fn tokenizer(m: &mut ScriptModel) -> RResult<ScriptTokenizer> {
+        m.tokenizer
+            .clone()
+            .map(ScriptTokenizer)
+            .ok_or_else(|| err(format!("{} has no tokenizer.json", m.dir.display())))
+    }
+    /// Loads `tokenizer.json` + `tokenizer_config.json` from a checkpoint directory.
+    #[rhai_fn(return_raw)]
+    pub fn load_tokenizer(path: &str) -> RResult<ScriptTokenizer> {
+        let dir = resolve_model_dir(path)
+            .or_else(|_| Ok::<_, anyhow::Error>(PathBuf::from(path)))
+            .map_err(script_err)?;
+        Ok(ScriptTokenizer(Arc::new(load_tok(&dir)?)))
+    }
+    /// Token ids of `text` (no special tokens added, as LLaDA does).
+    #[rhai_fn(return_raw)]
+    pub fn encode(t: &mut ScriptTokenizer, text: &str) -> RResult<Array> {
+        Ok(t.0
+            .encode(text)
+            .map_err(script_err)?
+            .into_iter()
+            .map(|i| Dynamic::from(i64::from(i)))
+            .collect())
+    }
+    /// Text of `ids` (array or tensor), keeping special tokens.
+    #[rhai_fn(name = "decode", return_raw)]
+    pub fn decode(t: &mut ScriptTokenizer, ids: Dynamic) -> RResult<String> {
+        t.0.decode(&ids_list(&ids)?, false).map_err(script_err)
+    }
+    /// Text of `ids`; option `skip_special` drops special tokens.
+    #[rhai_fn(name = "decode", return_raw)]
+    pub fn decode_opts(t: &mut ScriptTokenizer, ids: Dynamic, opts: Map) -> RResult<String> {
+        check_keys(&opts, &["skip_special"], "decode")?;
+        t.0.decode(&ids_list(&ids)?, opt_bool(&opts, "skip_special", false)?)
+            .map_err(script_err)
+    }
+    /// Renders `messages` (array of `#{role, content}`) with the chat template;
+    /// option `add_generation_prompt` (default true).
+    #[rhai_fn(name = "chat", return_raw)]
+    pub fn chat_opts(t: &mut ScriptTokenizer, messages: Array, opts: Map) -> RResult<String> {
+        check_keys(&opts, &["add_generation_prompt"], "chat")?;
+        let msgs = messages
+            .iter()
+            .map(|m| {
+                let map = m
+                    .clone()
+                    .try_cast::<Map>()
+                    .ok_or_else(|| err("chat: each message must be a map #{role, content}"))?;
+                let get = |k: &str| -> RResult<String> {
+                    map.get(k)
+                        .and_then(|v| v.clone().into_string().ok())
+                        .ok_or_else(|| err(format!("chat: message without a string `{k}`")))
+                };
+                Ok(ChatMessage {
+                    role: get("role")?,
+                    content: get("content")?,
+                })
+            })
+            .collect::<RResult<Vec<_>>>()?;
+        t.0.chat(&msgs, opt_bool(&opts, "add_generation_prompt", true)?)
+            .map_err(script_err)
+    }
+    /// Renders `messages` with the chat template and a generation prompt.
+    #[rhai_fn(name = "chat", return_raw)]
+    pub fn chat(t: &mut ScriptTokenizer, messages: Array) -> RResult<String> {
+        chat_opts(t, messages, Map::new())
+    }
+}
+
+/// Registers `Model` and `Tokenizer`.
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<ScriptModel>("Model");
+    engine.register_type_with_name::<ScriptTokenizer>("Tokenizer");
+    engine.register_global_module(exported_module!(model_api).into());
+}

@@ -1,0 +1,287 @@
+//! The configured Rhai engine: explicit limits, Ctrl-C cancellation, module resolution, the
+//! `CONFIG` pattern, and error formatting with `file:line:col` and a caret.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rhai::{
+    Dynamic, Engine, EvalAltResult, Map, Module, ModuleResolver, Position, Scope, Shared, AST,
+};
+use workbench_core::cancel;
+
+use crate::api;
+
+/// The `.rhai` files of `stdlib/`, embedded so imports work from any directory.
+pub const STDLIB: &[(&str, &str)] = &[("util", include_str!("../../stdlib/util.rhai"))];
+
+/// Resolves `import "name"`: next to the importing script, then the folders of
+/// `WORKBENCH_PATH` (which may override the stdlib), then the embedded stdlib.
+#[derive(Debug, Default)]
+pub struct WorkbenchResolver;
+
+fn with_ext(name: &str) -> String {
+    if name.ends_with(".rhai") {
+        name.to_string()
+    } else {
+        format!("{name}.rhai")
+    }
+}
+
+impl WorkbenchResolver {
+    /// The places `name` is looked for, in order, for a script at `source`.
+    pub fn candidates(source: Option<&str>, name: &str) -> Vec<PathBuf> {
+        let file = with_ext(name);
+        let mut out = Vec::new();
+        let base = source
+            .map(Path::new)
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        out.push(base.join(&file));
+        if let Some(paths) = std::env::var_os("WORKBENCH_PATH") {
+            for dir in std::env::split_paths(&paths) {
+                out.push(dir.join(&file));
+            }
+        }
+        out
+    }
+}
+
+impl ModuleResolver for WorkbenchResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let places = WorkbenchResolver::candidates(source, path);
+        let (text, origin) = if let Some(p) = places.iter().find(|p| p.is_file()) {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Box::new(EvalAltResult::ErrorInModule(
+                    path.into(),
+                    format!("cannot read {}: {e}", p.display()).into(),
+                    pos,
+                ))
+            })?;
+            (text, p.display().to_string())
+        } else if let Some((_, text)) = STDLIB
+            .iter()
+            .find(|(n, _)| *n == path.trim_end_matches(".rhai"))
+        {
+            (text.to_string(), format!("stdlib/{}", with_ext(path)))
+        } else {
+            let mut looked: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
+            looked.push(format!(
+                "the bundled stdlib ({})",
+                STDLIB
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            return Err(EvalAltResult::ErrorRuntime(
+                format!(
+                    "module `{path}` not found; looked in: {}",
+                    looked.join("; ")
+                )
+                .into(),
+                pos,
+            )
+            .into());
+        };
+        let mut ast = engine
+            .compile(&text)
+            .map_err(|e| EvalAltResult::ErrorInModule(path.into(), Box::new(e.into()), pos))?;
+        ast.set_source(origin.as_str());
+        let m = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| EvalAltResult::ErrorInModule(path.into(), e, pos))?;
+        Ok(m.into())
+    }
+}
+
+/// `--set` overrides for the script's `config(defaults)` call.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// Key and parsed value, in command-line order.
+    pub values: Vec<(String, Dynamic)>,
+    /// Whether the script called `config()` (overrides were applied).
+    pub applied: bool,
+}
+
+/// Builds the engine every entry point uses (run, REPL, tests, docs).
+pub fn new_engine() -> Engine {
+    new_engine_with(Arc::new(Mutex::new(Overrides::default())))
+}
+
+/// [`new_engine`] with the `--set` overrides `config()` merges.
+pub fn new_engine_with(overrides: Arc<Mutex<Overrides>>) -> Engine {
+    let mut engine = Engine::new();
+    // Explicit limits: the defaults differ between debug and release builds of rhai.
+    engine.set_max_call_levels(256);
+    engine.set_max_expr_depths(256, 256);
+    engine.set_max_operations(0);
+    engine.set_max_string_size(0);
+    engine.set_max_array_size(0);
+    engine.set_max_map_size(0);
+    engine.set_module_resolver(WorkbenchResolver);
+    engine.on_progress(|_| {
+        if cancel::is_requested() {
+            Some(Dynamic::from("cancelled (Ctrl-C)"))
+        } else {
+            None
+        }
+    });
+    engine.on_print(|s| println!("{s}"));
+    engine.on_debug(|s, src, pos| match (src, pos.line()) {
+        (Some(src), Some(line)) => eprintln!("[{src}:{line}] {s}"),
+        (None, Some(line)) => eprintln!("[line {line}] {s}"),
+        _ => eprintln!("{s}"),
+    });
+    api::register_all(&mut engine);
+    let ov = overrides.clone();
+    engine.register_fn(
+        "config",
+        move |defaults: Map| -> Result<Map, Box<EvalAltResult>> {
+            let mut ov = ov.lock().map_err(|e| e.to_string())?;
+            ov.applied = true;
+            merge_config(defaults, &ov.values)
+        },
+    );
+    engine
+}
+
+/// Merges `--set` values over a script's defaults: an unknown key warns (and is added), an
+/// integer given for a float default is widened, any other type change is an error.
+pub fn merge_config(
+    mut defaults: Map,
+    values: &[(String, Dynamic)],
+) -> Result<Map, Box<EvalAltResult>> {
+    for (k, v) in values {
+        match defaults.get(k.as_str()) {
+            None => {
+                let known: Vec<String> = defaults.keys().map(|k| k.to_string()).collect();
+                eprintln!(
+                    "warning: --set {k}: the script's CONFIG has no key `{k}` (known: {})",
+                    known.join(", ")
+                );
+                defaults.insert(k.as_str().into(), v.clone());
+            }
+            Some(d) => {
+                let v = if d.is_float() && v.is_int() {
+                    Dynamic::from(v.as_int().unwrap_or_default() as f64)
+                } else {
+                    v.clone()
+                };
+                if !d.is_unit() && d.type_name() != v.type_name() {
+                    return Err(format!(
+                        "--set {k}: expected a {} like the default `{d}`, found {} `{v}`",
+                        d.type_name(),
+                        v.type_name()
+                    )
+                    .into());
+                }
+                defaults.insert(k.as_str().into(), v);
+            }
+        }
+    }
+    Ok(defaults)
+}
+
+/// Parses one `--set key=value`: the value is a Rhai literal (number, bool, string, array,
+/// map); a bare word that is not a literal is taken as a string.
+pub fn parse_set(engine: &Engine, arg: &str) -> anyhow::Result<(String, Dynamic)> {
+    let (k, v) = arg
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--set {arg}: expected key=value"))?;
+    let k = k.trim();
+    if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        anyhow::bail!("--set {arg}: the key must be an identifier");
+    }
+    let v = v.trim();
+    let bare_word = !v.is_empty()
+        && !v.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
+        && v.chars()
+            .all(|c| c.is_alphanumeric() || "_-./:".contains(c))
+        && !matches!(v, "true" | "false");
+    if bare_word {
+        return Ok((k.to_string(), Dynamic::from(v.to_string())));
+    }
+    let value = engine.eval_expression::<Dynamic>(v).map_err(|e| {
+        anyhow::anyhow!(
+            "--set {k}={v}: not a valid literal (number, bool, \"string\", [array]): {e}"
+        )
+    })?;
+    Ok((k.to_string(), value))
+}
+
+/// Renders a script error as `file:line:col: message` with the source line and a caret.
+pub fn format_error(file: &str, source: &str, err: &EvalAltResult) -> String {
+    let pos = innermost_position(err);
+    let msg = match err {
+        EvalAltResult::ErrorTerminated(token, _) => format!("stopped: {token}"),
+        _ => err.to_string(),
+    };
+    match (pos.line(), pos.position()) {
+        (Some(line), col) => {
+            let col = col.unwrap_or(1);
+            let text = source.lines().nth(line - 1).unwrap_or("");
+            let gutter = format!("{line}");
+            format!(
+                "{file}:{line}:{col}: {msg}\n {gutter} | {text}\n {} | {}^",
+                " ".repeat(gutter.len()),
+                " ".repeat(col.saturating_sub(1))
+            )
+        }
+        _ => format!("{file}: {msg}"),
+    }
+}
+
+/// The position in the top-level script: a call into a function reports where it was called.
+fn innermost_position(err: &EvalAltResult) -> Position {
+    err.position()
+}
+
+/// Compiles a script file, tagging it with its path so imports resolve next to it.
+pub fn compile_file(engine: &Engine, path: &Path) -> anyhow::Result<(AST, String)> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read script {}: {e}", path.display()))?;
+    let mut ast = engine.compile(&source).map_err(|e| {
+        let pe: EvalAltResult = e.into();
+        anyhow::anyhow!(
+            "{}",
+            format_error(&path.display().to_string(), &source, &pe)
+        )
+    })?;
+    ast.set_source(path.display().to_string());
+    Ok((ast, source))
+}
+
+/// Runs a script file with `--set` overrides and positional `ARGS`.
+pub fn run_file(path: &Path, sets: &[String], args: &[String]) -> anyhow::Result<()> {
+    let overrides = Arc::new(Mutex::new(Overrides::default()));
+    let engine = new_engine_with(overrides.clone());
+    let mut parsed = Vec::new();
+    for s in sets {
+        parsed.push(parse_set(&engine, s)?);
+    }
+    overrides.lock().map_err(|e| anyhow::anyhow!("{e}"))?.values = parsed;
+    let (ast, source) = compile_file(&engine, path)?;
+    let mut scope = Scope::new();
+    scope.push(
+        "ARGS",
+        args.iter()
+            .map(|a| Dynamic::from(a.clone()))
+            .collect::<rhai::Array>(),
+    );
+    let result = engine.run_ast_with_scope(&mut scope, &ast);
+    let ov = overrides.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !ov.values.is_empty() && !ov.applied && result.is_ok() {
+        eprintln!(
+            "warning: --set was given but {} never called config(#{{...}}), so the values were not used",
+            path.display()
+        );
+    }
+    result
+        .map_err(|e| anyhow::anyhow!("{}", format_error(&path.display().to_string(), &source, &e)))
+}
