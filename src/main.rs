@@ -20,6 +20,10 @@ enum Command {
     Info(commands::info::InfoArgs),
     /// Run a Rhai script: `workbench run FILE.rhai [--set key=value ...] [-- ARGS...]`.
     Run(commands::run::RunArgs),
+    /// Interactive Rhai session with completion, history and `:help`.
+    Repl(commands::repl::ReplArgs),
+    /// Generate the Rhai API reference (docs/api.md) from the registered functions.
+    Doc(commands::doc::DocArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +31,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => commands::info::run(&args),
         Command::Run(args) => commands::run::run(&args),
+        Command::Repl(args) => commands::repl::run(&args),
+        Command::Doc(args) => commands::doc::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

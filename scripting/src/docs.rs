@@ -197,9 +197,25 @@ fn qualify(module: &str, name: &str) -> String {
 fn display_type(engine: &Engine, typ: &str) -> String {
     let typ = typ.trim();
     if let Some(inner) = typ.strip_prefix("&mut ") {
-        return format!("&mut {}", engine.map_type_name(inner.trim()));
+        return format!("&mut {}", display_type(engine, inner));
     }
-    engine.map_type_name(typ).to_string()
+    // Plugin functions record the Rust spelling: unwrap the error type and use script names.
+    if let Some(inner) = typ
+        .strip_prefix("RResult<")
+        .and_then(|t| t.strip_suffix('>'))
+    {
+        return display_type(engine, inner);
+    }
+    match typ {
+        "ScriptTensor" => "Tensor".into(),
+        "ScriptRng" => "Rng".into(),
+        "ScriptGrads" => "Grads".into(),
+        "ScriptModel" => "Model".into(),
+        "ScriptTokenizer" => "Tokenizer".into(),
+        "&str" | "ImmutableString" => "String".into(),
+        "Array" => "Array".into(),
+        _ => engine.map_type_name(typ).to_string(),
+    }
 }
 
 fn string_list(value: Option<&Value>) -> Vec<String> {

@@ -140,14 +140,21 @@ pub fn new_engine_with(overrides: Arc<Mutex<Overrides>>) -> Engine {
     });
     api::register_all(&mut engine);
     let ov = overrides.clone();
-    engine.register_fn(
-        "config",
-        move |defaults: Map| -> Result<Map, Box<EvalAltResult>> {
-            let mut ov = ov.lock().map_err(|e| e.to_string())?;
-            ov.applied = true;
-            merge_config(defaults, &ov.values)
-        },
-    );
+    rhai::FuncRegistration::new("config")
+        .with_comments([
+            "/// The script's configuration: `let CONFIG = config(#{ lr: 1e-3, steps: 10 });`\n\
+             /// returns the defaults with every `--set key=value` of the command line merged over\n\
+             /// them (an unknown key warns, a value of another type than its default is an error).",
+        ])
+        .with_params_info(["defaults: Map", "Map"])
+        .register_into_engine(
+            &mut engine,
+            move |defaults: Map| -> Result<Map, Box<EvalAltResult>> {
+                let mut ov = ov.lock().map_err(|e| e.to_string())?;
+                ov.applied = true;
+                merge_config(defaults, &ov.values)
+            },
+        );
     engine
 }
 
