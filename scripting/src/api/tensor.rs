@@ -923,6 +923,12 @@ mod tensor_api {
             .map(ScriptTensor::new)
             .map_err(script_err)
     }
+    /// Moves to device `name` (`cpu`, `cuda`, `cuda:N`).
+    #[rhai_fn(return_raw)]
+    pub fn to_device(a: ScriptTensor, name: &str) -> RResult<ScriptTensor> {
+        let d = workbench_core::device::parse_device(name).map_err(script_err)?;
+        wrap(a.t.to_device(&d), "to_device", &a.t)
+    }
     /// Converts to dtype `name` (`f32`, `f64`, `bf16`, `i64`, `u32`, `u8`).
     #[rhai_fn(return_raw)]
     pub fn to_dtype(a: ScriptTensor, name: &str) -> RResult<ScriptTensor> {
