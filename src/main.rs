@@ -22,6 +22,10 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Interactive Rhai session with completion, history and `:help`.
     Repl(commands::repl::ReplArgs),
+    /// Generate completions with any sampler from --prompt or a JSONL of requests.
+    Generate(Box<commands::generate::GenerateArgs>),
+    /// Re-score a JSONL of completions with a task's rewards and evaluation parser.
+    Score(commands::score::ScoreArgs),
     /// Generate the Rhai API reference (docs/api.md) from the registered functions.
     Doc(commands::doc::DocArgs),
 }
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&args),
         Command::Repl(args) => commands::repl::run(&args),
         Command::Doc(args) => commands::doc::run(&args),
+        Command::Generate(args) => commands::generate::run(&args),
+        Command::Score(args) => commands::score::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

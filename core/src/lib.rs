@@ -3,7 +3,10 @@
 //! It knows nothing of Rhai; the scripting crate is a thin layer over it.
 
 pub mod cancel;
+pub mod data;
 pub mod device;
 pub mod model;
 pub mod ops;
+pub mod sampler;
+pub mod tasks;
 pub mod tokenizer;

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod doc;
+pub mod generate;
 pub mod info;
 pub mod repl;
 pub mod run;
+pub mod score;

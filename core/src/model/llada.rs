@@ -5,6 +5,12 @@
 //! matmuls in the compute dtype (f32 on CPU, bf16 on CUDA). Padded keys of a left-padded batch
 //! get a large negative bias; no position shift is needed because RoPE scores depend only on
 //! relative positions.
+//!
+//! For Fast-dLLM's key/value reuse, [`Llada::forward_hidden_kv`] is the plain forward that also
+//! returns each layer's keys (after RoPE) and values ([`KvCache`]), and
+//! [`Llada::forward_hidden_cached`] recomputes a contiguous range of canvas rows while the other
+//! positions contribute cached keys/values (an approximation; see its docs). Both are ordinary
+//! differentiable ops, though only the sampler uses them, for inference.
 
 use std::path::Path;
 
@@ -83,8 +89,54 @@ struct Frame {
     bias: Option<Tensor>,
 }
 
+/// Keys and values of every layer from one forward pass over a whole canvas
+/// ([`Llada::forward_hidden_kv`]): per layer `(k, v)`, each [B, n_kv_heads, L, head_dim] in the
+/// compute dtype, keys after RoPE, both before the GQA repeat to the query heads.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    batch: usize,
+    len: usize,
+}
+
+impl KvCache {
+    /// Per layer `(keys, values)`, [B, n_kv_heads, L, head_dim].
+    pub fn layers(&self) -> &[(Tensor, Tensor)] {
+        &self.layers
+    }
+
+    /// Batch size B the cache was built for.
+    pub fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    /// Canvas length L the cache covers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the cache covers no positions.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 impl Block {
     fn forward(&self, x: &Tensor, frame: &Frame) -> candle_core::Result<Tensor> {
+        Ok(self.forward_kv(x, frame, None)?.0)
+    }
+
+    /// The block over the rows of `x` [B, n, d]. Without `past` the rows are the whole canvas;
+    /// with `past = (k, v, start)` (cached [B, n_kv_heads, L, head_dim]) they are canvas rows
+    /// `[start, start + n)` and attend over cached keys/values everywhere else. Also returns
+    /// this call's own keys (after RoPE) and values, [B, n_kv_heads, n, head_dim], before the
+    /// GQA repeat. With `past = None` the arithmetic is exactly the plain forward's.
+    fn forward_kv(
+        &self,
+        x: &Tensor,
+        frame: &Frame,
+        past: Option<(&Tensor, &Tensor, usize)>,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (b, l, d) = x.dims3()?;
         let h = ops::rms_norm(x, &self.attn_norm, self.eps)?;
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
@@ -95,22 +147,46 @@ impl Block {
         let v = heads(self.v_proj.forward(&h)?, self.n_kv_heads)?;
         let q = ops::rope(&q, &frame.cos, &frame.sin)?;
         let k = ops::rope(&k, &frame.cos, &frame.sin)?;
-        let k = repeat_kv(&k, self.n_heads / self.n_kv_heads)?;
-        let v = repeat_kv(&v, self.n_heads / self.n_kv_heads)?.contiguous()?;
+        let (k_all, v_all) = match past {
+            None => (k.clone(), v.clone()),
+            Some((ck, cv, start)) => (splice(ck, &k, start)?, splice(cv, &v, start)?),
+        };
+        let k_rep = repeat_kv(&k_all, self.n_heads / self.n_kv_heads)?;
+        let v_rep = repeat_kv(&v_all, self.n_heads / self.n_kv_heads)?.contiguous()?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+        let scores = q.contiguous()?.matmul(&k_rep.t()?.contiguous()?)?;
         let mut scores = (ops::upcast(&scores)? * scale)?;
         if let Some(bias) = &frame.bias {
             scores = scores.broadcast_add(&bias.to_dtype(scores.dtype())?)?;
         }
-        let probs = ops::softmax(&scores, D::Minus1)?.to_dtype(v.dtype())?;
-        let attn = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
+        let probs = ops::softmax(&scores, D::Minus1)?.to_dtype(v_rep.dtype())?;
+        let attn = probs.matmul(&v_rep)?.transpose(1, 2)?.reshape((b, l, d))?;
         let x = (x + self.attn_out.forward(&attn)?)?;
         let m = ops::rms_norm(&x, &self.ff_norm, self.eps)?;
         let gate = self.ff_proj.forward(&m)?.silu()?;
         let up = self.up_proj.forward(&m)?;
-        x + self.ff_out.forward(&(gate * up)?)?
+        let out = (x + self.ff_out.forward(&(gate * up)?)?)?;
+        Ok((out, k, v))
     }
+}
+
+/// `cached[.., :start, ..] ++ fresh ++ cached[.., start + n.., ..]` along the sequence dim
+/// (dim 2 of [B, heads, L, head_dim]), where n is `fresh`'s length.
+fn splice(cached: &Tensor, fresh: &Tensor, start: usize) -> candle_core::Result<Tensor> {
+    let total = cached.dim(2)?;
+    let n = fresh.dim(2)?;
+    let mut parts = Vec::with_capacity(3);
+    if start > 0 {
+        parts.push(cached.narrow(2, 0, start)?);
+    }
+    parts.push(fresh.contiguous()?);
+    if start + n < total {
+        parts.push(cached.narrow(2, start + n, total - start - n)?);
+    }
+    if parts.len() == 1 {
+        return Ok(parts.remove(0));
+    }
+    Tensor::cat(&parts, 2)
 }
 
 /// Repeats key/value heads `n_rep` times so GQA checkpoints share the MHA code path.
@@ -328,16 +404,119 @@ impl Llada {
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
+        let (mut x, b, l) = self.embed(input_ids)?;
+        let frame = self.frame(b, l, attention_mask, 0..l)?;
+        for block in &self.blocks {
+            x = block.forward(&x, &frame)?;
+        }
+        Ok(ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
+    }
+
+    /// [`Llada::forward_hidden`] (the same arithmetic, bit for bit) that also returns every
+    /// layer's keys and values, for [`Llada::forward_hidden_cached`] to reuse.
+    pub fn forward_hidden_kv(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<(Tensor, KvCache)> {
+        let (mut x, b, l) = self.embed(input_ids)?;
+        let frame = self.frame(b, l, attention_mask, 0..l)?;
+        let mut layers = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (out, k, v) = block.forward_kv(&x, &frame, None)?;
+            layers.push((k.contiguous()?, v.contiguous()?));
+            x = out;
+        }
+        let hidden = ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?;
+        Ok((
+            hidden,
+            KvCache {
+                layers,
+                batch: b,
+                len: l,
+            },
+        ))
+    }
+
+    /// Hidden states (after `ln_f`) of canvas rows `[start, start + n)` only, [B, n, d_model],
+    /// recomputed from `input_ids` [B, n] (the current tokens of those rows) while every other
+    /// position contributes the keys and values stored in `cache` (a [`Llada::forward_hidden_kv`]
+    /// of an earlier canvas of the same batch and length L).
+    ///
+    /// Each layer attends over `cache[0, start) ++ fresh[start, start + n) ++ cache[start + n, L)`:
+    /// Fast-dLLM's *prefix* cache is `start + n = L` (recompute the block and everything right
+    /// of it), its *dual* cache `n` = the block (recompute only the block). `attention_mask` is
+    /// the whole canvas's [B, L] key-padding mask: the recomputed rows get the RoPE positions
+    /// they have in the full forward (counting real tokens only) and the padding bias covers
+    /// the full key set.
+    ///
+    /// **An approximation**: cached keys/values are those of the canvas at the time of the
+    /// cache, computed from attention over *that* canvas. Positions whose tokens changed since
+    /// must be inside the recomputed range, and even then the cached positions do not see the
+    /// change (in exact decoding every position attends to the new tokens). With an unchanged
+    /// canvas the result equals the full forward up to floating-point reassociation.
+    pub fn forward_hidden_cached(
+        &self,
+        input_ids: &Tensor,
+        start: usize,
+        cache: &KvCache,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (mut x, b, n) = self.embed(input_ids)?;
+        let l = cache.len;
+        if b != cache.batch {
+            anyhow::bail!(
+                "input_ids has {b} rows but the key/value cache was built for {}",
+                cache.batch
+            );
+        }
+        if cache.layers.len() != self.blocks.len() {
+            anyhow::bail!(
+                "the key/value cache has {} layers but the model has {}",
+                cache.layers.len(),
+                self.blocks.len()
+            );
+        }
+        if start + n > l {
+            anyhow::bail!(
+                "recomputed rows [{start}, {}) run past the cached length {l}",
+                start + n
+            );
+        }
+        let frame = self.frame(b, l, attention_mask, start..start + n)?;
+        for (block, (ck, cv)) in self.blocks.iter().zip(&cache.layers) {
+            x = block.forward_kv(&x, &frame, Some((ck, cv, start)))?.0;
+        }
+        Ok(ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
+    }
+
+    /// Token embeddings [B, n, d_model] of `input_ids` [B, n], with B and n.
+    fn embed(&self, input_ids: &Tensor) -> Result<(Tensor, usize, usize)> {
         let (b, l) = input_ids
             .dims2()
             .context("input_ids must be a [batch, length] tensor")?;
         let ids = input_ids.to_dtype(DType::U32)?.to_device(&self.device)?;
-        let mut x =
-            self.wte
-                .index_select(&ids.flatten_all()?, 0)?
-                .reshape((b, l, self.cfg.d_model))?;
+        let x = self
+            .wte
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, l, self.cfg.d_model))?;
+        Ok((x, b, l))
+    }
+
+    /// RoPE tables for canvas rows `rows` and the key-padding bias over all L keys, for a
+    /// batch of B rows of length L with an optional [B, L] attention mask.
+    fn frame(
+        &self,
+        b: usize,
+        l: usize,
+        attention_mask: Option<&Tensor>,
+        rows: std::ops::Range<usize>,
+    ) -> Result<Frame> {
         let (positions, bias) = match attention_mask {
-            None => (vec![(0..l as u32).collect::<Vec<_>>()], None),
+            None => (
+                vec![(rows.start as u32..rows.end as u32).collect::<Vec<_>>()],
+                None,
+            ),
             Some(m) => {
                 let dims = m.dims();
                 if dims != [b, l] {
@@ -347,18 +526,20 @@ impl Llada {
                 }
                 // Positions count real tokens only, so a left-padded row sees exactly the RoPE
                 // angles it sees alone (bitwise batch invariance, not just up to rounding).
-                let rows: Vec<Vec<f32>> = m.to_dtype(DType::F32)?.to_vec2()?;
-                let positions = rows
+                let mask_rows: Vec<Vec<f32>> = m.to_dtype(DType::F32)?.to_vec2()?;
+                let positions = mask_rows
                     .iter()
                     .map(|row| {
                         let mut seen = 0u32;
-                        row.iter()
+                        let all: Vec<u32> = row
+                            .iter()
                             .map(|&v| {
                                 let p = seen;
                                 seen += u32::from(v != 0.0);
                                 p
                             })
-                            .collect()
+                            .collect();
+                        all[rows.clone()].to_vec()
                     })
                     .collect();
                 // 0 for real keys, a large negative number for padded keys: [B, 1, 1, L].
@@ -373,11 +554,7 @@ impl Llada {
             self.cfg.rope_theta,
             &self.device,
         )?;
-        let frame = Frame { cos, sin, bias };
-        for block in &self.blocks {
-            x = block.forward(&x, &frame)?;
-        }
-        Ok(ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
+        Ok(Frame { cos, sin, bias })
     }
 
     /// Projects hidden states [.., d_model] through the LM head to logits [.., embedding_size].

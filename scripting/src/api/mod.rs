@@ -3,6 +3,8 @@
 pub mod convert;
 pub mod io;
 pub mod model;
+pub mod sampler;
+pub mod tasks;
 pub mod tensor;
 
 use rhai::Engine;
@@ -12,4 +14,6 @@ pub fn register_all(engine: &mut Engine) {
     tensor::register(engine);
     model::register(engine);
     io::register(engine);
+    sampler::register(engine);
+    tasks::register(engine);
 }

@@ -124,25 +124,47 @@ mod model_api {
     /// `trainable`. It has no tokenizer.
     #[rhai_fn(return_raw)]
     pub fn new_model(config: Map, opts: Map) -> RResult<ScriptModel> {
-        check_keys(&opts, &["seed", "device", "dtype", "trainable"], "new_model")?;
+        check_keys(
+            &opts,
+            &["seed", "device", "dtype", "trainable"],
+            "new_model",
+        )?;
         let json = crate::api::convert::dynamic_to_json(&Dynamic::from_map(config));
         let cfg: workbench_core::model::Config =
             serde_json::from_value(json).map_err(|e| err(format!("new_model: bad config: {e}")))?;
         let seed = match opts.get("seed") {
             None => 0,
-            Some(v) => v.as_int().map_err(|_| err("new_model: `seed` must be an integer"))? as u64,
+            Some(v) => v
+                .as_int()
+                .map_err(|_| err("new_model: `seed` must be an integer"))?
+                as u64,
         };
         let device = parse_device(&opt_str(&opts, "device", "cpu")?).map_err(script_err)?;
         let dtype = match opts.get("dtype") {
-            Some(_) => parse_dtype(&opt_str(&opts, "dtype", "f32")?, &device).map_err(script_err)?,
+            Some(_) => {
+                parse_dtype(&opt_str(&opts, "dtype", "f32")?, &device).map_err(script_err)?
+            }
             None => default_dtype(&device),
         };
         let trainable = opt_bool(&opts, "trainable", false)?;
-        let model = Llada::random(cfg, seed, &LoadOptions { device, dtype, trainable }).map_err(script_err)?;
+        let model = Llada::random(
+            cfg,
+            seed,
+            &LoadOptions {
+                device,
+                dtype,
+                trainable,
+            },
+        )
+        .map_err(script_err)?;
         for (_, v) in model.vars() {
             crate::api::tensor::register_param(v.as_tensor());
         }
-        Ok(ScriptModel { model: Arc::new(model), tokenizer: None, dir: PathBuf::from("<random>") })
+        Ok(ScriptModel {
+            model: Arc::new(model),
+            tokenizer: None,
+            dir: PathBuf::from("<random>"),
+        })
     }
     /// Logits [B, L, V] for token ids [B, L] (a Tensor or nested array).
     #[rhai_fn(name = "forward", return_raw)]

@@ -1,0 +1,340 @@
+//! `workbench generate`: batch generation from `--prompt` or a JSONL of requests, with every
+//! sampler setting as a flag. Requests of different lengths share a batch with left padding;
+//! each request's random stream is seeded by its index, so results do not depend on
+//! `--batch-size`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::{json, Value};
+use workbench_core::device::{default_device, default_dtype, parse_device, parse_dtype};
+use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
+use workbench_core::sampler::{self, Canvas, SamplerConfig};
+use workbench_core::tokenizer::{ChatMessage, ConfigIds, Tokenizer};
+
+/// Arguments of `workbench generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Checkpoint directory or Hugging Face repo id (local cache).
+    #[arg(long)]
+    pub model: String,
+    /// One prompt text.
+    #[arg(long, conflicts_with = "input")]
+    pub prompt: Option<String>,
+    /// JSONL requests: {"id", "prompt"} or {"id", "prompt_ids"}, optional "hints" {"offset": id}.
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Apply the chat template (one user turn, generation prompt) to text prompts.
+    #[arg(long)]
+    pub chat: bool,
+    /// Text appended after the (templated) prompt, e.g. "<reasoning>" as d1's evaluation does.
+    #[arg(long)]
+    pub prefill: Option<String>,
+    /// Output JSONL (default: stdout). Written to a temp file and renamed at the end.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Requests per batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Seed of the sampler's per-row generators.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Fail on the first malformed request line instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Device: cpu, cuda, cuda:N (default: CUDA when built with it and present).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Compute dtype: f32, bf16, f64 (default: f32 on CPU, bf16 on CUDA).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Generated tokens per row.
+    #[arg(long)]
+    pub gen_length: Option<usize>,
+    /// Total denoising steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Semi-autoregressive block length.
+    #[arg(long)]
+    pub block_length: Option<usize>,
+    /// Number of ASS blocks (with --schedule ass).
+    #[arg(long)]
+    pub block_num: Option<usize>,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// low_confidence, random, margin or entropy.
+    #[arg(long)]
+    pub remasking: Option<String>,
+    /// linear, maskgit_linear, maskgit_cosine or ass.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Classifier-free guidance scale.
+    #[arg(long)]
+    pub cfg_scale: Option<f64>,
+    /// EOS logit to −inf before choosing candidates.
+    #[arg(long)]
+    pub logits_eos_inf: bool,
+    /// Confidence −inf where the candidate is EOS or EoT.
+    #[arg(long)]
+    pub confidence_eos_eot_inf: bool,
+    /// MDPO running confidence remasking.
+    #[arg(long)]
+    pub rcr: bool,
+    /// EOS early rejection with γ rising from MIN to MAX, e.g. 0.4,1.0.
+    #[arg(long, value_name = "MIN,MAX")]
+    pub eoser_gamma: Option<String>,
+    /// Fast-dLLM parallel decoding threshold.
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// KV cache mode: none, prefix, dual.
+    #[arg(long)]
+    pub cache: Option<String>,
+    /// Fill the rest with EOS once a block is all EOS (IGPO).
+    #[arg(long)]
+    pub eos_early_exit: bool,
+}
+
+impl GenerateArgs {
+    /// The sampler config these flags describe (validated, conflicts named).
+    pub fn sampler_config(&self, eot: Option<u32>) -> Result<SamplerConfig> {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: Value| {
+            m.insert(k.to_string(), v);
+        };
+        if let Some(v) = self.gen_length {
+            put("gen_length", json!(v));
+        }
+        if let Some(v) = self.steps {
+            put("steps", json!(v));
+        }
+        if let Some(v) = self.block_length {
+            put("block_length", json!(v));
+        }
+        if let Some(v) = self.block_num {
+            put("block_num", json!(v));
+        }
+        if let Some(v) = self.temperature {
+            put("temperature", json!(v));
+        }
+        if let Some(v) = &self.remasking {
+            put("remasking", json!(v));
+        }
+        if let Some(v) = &self.schedule {
+            put("schedule", json!(v));
+        }
+        if let Some(v) = self.cfg_scale {
+            put("cfg_scale", json!(v));
+        }
+        if let Some(v) = self.threshold {
+            put("threshold", json!(v));
+        }
+        if let Some(v) = &self.cache {
+            put("cache", json!(v));
+        }
+        if let Some(g) = &self.eoser_gamma {
+            let parts: Vec<&str> = g.split(',').collect();
+            let parsed: Vec<f64> = parts.iter().filter_map(|p| p.trim().parse().ok()).collect();
+            if parsed.len() != 2 || parts.len() != 2 {
+                bail!("--eoser-gamma {g}: expected MIN,MAX (two numbers)");
+            }
+            put(
+                "eoser",
+                json!({"gamma_min": parsed[0], "gamma_max": parsed[1]}),
+            );
+        }
+        put("logits_eos_inf", json!(self.logits_eos_inf));
+        put("confidence_eos_eot_inf", json!(self.confidence_eos_eot_inf));
+        put("rcr", json!(self.rcr));
+        put("eos_early_exit", json!(self.eos_early_exit));
+        put("seed", json!(self.seed));
+        if let Some(e) = eot {
+            put("eot_id", json!(e));
+        }
+        SamplerConfig::from_json(&Value::Object(m).to_string())
+    }
+}
+
+/// One parsed request.
+struct Request {
+    id: Value,
+    ids: Vec<u32>,
+    hints: HashMap<usize, u32>,
+    index: usize,
+}
+
+fn parse_request(
+    line: &str,
+    index: usize,
+    encode: &dyn Fn(&str) -> Result<Vec<u32>>,
+) -> Result<Request> {
+    let v: Value = serde_json::from_str(line).context("not valid JSON")?;
+    let obj = v.as_object().context("expected a JSON object")?;
+    let id = obj.get("id").cloned().unwrap_or(json!(index));
+    let ids = match (obj.get("prompt"), obj.get("prompt_ids")) {
+        (Some(Value::String(p)), None) => encode(p)?,
+        (None, Some(Value::Array(a))) => a
+            .iter()
+            .map(|t| {
+                t.as_u64()
+                    .and_then(|t| u32::try_from(t).ok())
+                    .context("`prompt_ids` must hold token ids")
+            })
+            .collect::<Result<_>>()?,
+        (Some(_), Some(_)) => bail!("give either `prompt` or `prompt_ids`, not both"),
+        _ => bail!("missing `prompt` (a string) or `prompt_ids` (an array of ids)"),
+    };
+    let mut hints = HashMap::new();
+    if let Some(h) = obj.get("hints") {
+        let h = h
+            .as_object()
+            .context("`hints` must be an object {\"offset\": token_id}")?;
+        for (k, t) in h {
+            let off: usize = k
+                .parse()
+                .with_context(|| format!("hint key `{k}` is not an offset"))?;
+            let tok = t
+                .as_u64()
+                .and_then(|t| u32::try_from(t).ok())
+                .with_context(|| format!("hint `{k}` is not a token id"))?;
+            hints.insert(off, tok);
+        }
+    }
+    Ok(Request {
+        id,
+        ids,
+        hints,
+        index,
+    })
+}
+
+/// Runs the command.
+pub fn run(args: &GenerateArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let dir = resolve_model_dir(&args.model)?;
+    let device = match &args.device {
+        Some(d) => parse_device(d)?,
+        None => default_device(),
+    };
+    let dtype = match &args.dtype {
+        Some(d) => parse_dtype(d, &device)?,
+        None => default_dtype(&device),
+    };
+    let tok = if dir.join("tokenizer.json").is_file() {
+        Some(Tokenizer::load(
+            &dir,
+            &ConfigIds::from_config_file(&dir.join("config.json"))?,
+        )?)
+    } else {
+        None
+    };
+    let cfg = args.sampler_config(tok.as_ref().and_then(|t| t.special().eot))?;
+    let model = Llada::load(
+        &dir,
+        &LoadOptions {
+            device,
+            dtype,
+            trainable: false,
+        },
+    )?;
+    let prefill = args.prefill.clone().unwrap_or_default();
+    let encode = |text: &str| -> Result<Vec<u32>> {
+        let tok = tok
+            .as_ref()
+            .context("text prompts need tokenizer.json in the checkpoint; use prompt_ids")?;
+        let rendered = if args.chat {
+            tok.chat(
+                &[ChatMessage {
+                    role: "user".into(),
+                    content: text.to_string(),
+                }],
+                true,
+            )?
+        } else {
+            text.to_string()
+        };
+        tok.encode(&(rendered + prefill.as_str()))
+    };
+    let mut requests = Vec::new();
+    match (&args.prompt, &args.input) {
+        (Some(p), None) => requests.push(Request {
+            id: json!(0),
+            ids: encode(p)?,
+            hints: HashMap::new(),
+            index: 0,
+        }),
+        (None, Some(path)) => {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+                let line =
+                    line.with_context(|| format!("{}:{}: unreadable line", path.display(), n + 1))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match parse_request(&line, requests.len(), &encode) {
+                    Ok(r) => requests.push(r),
+                    Err(e) if args.strict => bail!("{}:{}: {e:#}", path.display(), n + 1),
+                    Err(e) => eprintln!("warning: {}:{}: skipped: {e:#}", path.display(), n + 1),
+                }
+            }
+        }
+        _ => bail!("give exactly one of --prompt TEXT or --in requests.jsonl"),
+    }
+    let mcfg = model.config();
+    let mask = mcfg
+        .mask_token_id
+        .context("config.json has no mask_token_id")?;
+    let pad = mcfg
+        .pad_token_id
+        .or(mcfg.eos_token_id)
+        .context("config.json has no pad/eos id")?;
+    let bar = indicatif::ProgressBar::new(requests.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} requests  {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut lines = Vec::with_capacity(requests.len());
+    for chunk in requests.chunks(args.batch_size) {
+        workbench_core::cancel::check()?;
+        let prompts: Vec<Vec<u32>> = chunk.iter().map(|r| r.ids.clone()).collect();
+        let hints: Vec<HashMap<usize, u32>> = chunk.iter().map(|r| r.hints.clone()).collect();
+        let seeds: Vec<u64> = chunk.iter().map(|r| r.index as u64).collect();
+        let canvas = Canvas::new(&prompts, cfg.gen_length, pad, mask)?
+            .with_hints(&hints)?
+            .with_row_seeds(seeds)?;
+        let out = sampler::generate_canvas(&model, canvas, &cfg, None)?;
+        for (r, completion) in chunk.iter().zip(&out.completions) {
+            let text = match &tok {
+                Some(t) => t.decode(completion, true)?,
+                None => String::new(),
+            };
+            lines.push(
+                json!({"id": r.id, "output_ids": completion, "text": text, "nfe": out.nfe})
+                    .to_string(),
+            );
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let body = lines.join("\n") + if lines.is_empty() { "" } else { "\n" };
+    match &args.out {
+        Some(path) => {
+            let tmp = path.with_extension("jsonl.tmp");
+            std::fs::write(&tmp, body)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot move {} into place", path.display()))?;
+            eprintln!("wrote {} generations to {}", lines.len(), path.display());
+        }
+        None => std::io::stdout().write_all(body.as_bytes())?,
+    }
+    Ok(())
+}
