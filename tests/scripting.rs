@@ -213,3 +213,9 @@ fn errors_show_file_line_column_source_and_caret() {
     let (ok, _, err) = run(&main, &[], &[]);
     assert!(!ok && err.contains("bad.rhai:1:"), "{err}");
 }
+
+#[test]
+fn user_defined_tasks_are_maps_of_closures_with_the_task_methods() {
+    let (ok, out, err) = run(&script("user_task.rhai"), &[], &[]);
+    assert!(ok && out.contains("user-defined task: ok"), "{out}{err}");
+}
