@@ -17,35 +17,12 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use common::fixture;
+use common::{fixture, golden, ids2, tiny};
 use serde_json::Value;
 use workbench_core::model::{Llada, LoadOptions};
 use workbench_core::sampler::{
     generate_canvas, CacheMode, Canvas, Eoser, GenerateOutput, SamplerConfig, Schedule, StepRecord,
 };
-
-fn tiny() -> Llada {
-    Llada::load(&fixture("llada-tiny"), &LoadOptions::default()).unwrap()
-}
-
-fn golden() -> Value {
-    let text = std::fs::read_to_string(fixture("samplers.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn ids2(v: &Value) -> Vec<Vec<u32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
-}
 
 fn num(p: &Value, k: &str) -> usize {
     p[k].as_u64().unwrap() as usize

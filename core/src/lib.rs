@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod data;
 pub mod device;
+pub mod fsio;
 pub mod model;
 pub mod ops;
 pub mod sampler;

@@ -32,12 +32,7 @@ pub fn run(args: &DocArgs) -> Result<()> {
         println!("{} is up to date", args.out.display());
         return Ok(());
     }
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = args.out.with_extension("md.tmp");
-    std::fs::write(&tmp, &text)?;
-    std::fs::rename(&tmp, &args.out)?;
+    workbench_core::fsio::write_atomic(&args.out, text.as_bytes())?;
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -327,11 +327,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let body = lines.join("\n") + if lines.is_empty() { "" } else { "\n" };
     match &args.out {
         Some(path) => {
-            let tmp = path.with_extension("jsonl.tmp");
-            std::fs::write(&tmp, body)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot move {} into place", path.display()))?;
+            workbench_core::fsio::write_atomic(path, body.as_bytes())?;
             eprintln!("wrote {} generations to {}", lines.len(), path.display());
         }
         None => std::io::stdout().write_all(body.as_bytes())?,

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use workbench_core::data::{Example, Origin};
+use workbench_core::fsio::write_atomic;
 use workbench_core::tasks::task_by_name;
 
 /// Arguments of `workbench score`.
@@ -117,12 +118,4 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Writes through a temp file and a rename so a crash never leaves half a file.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))
 }

@@ -35,3 +35,29 @@ pub fn max_abs_diff_masked(a: &Tensor, b: &Tensor, mask: Option<&Tensor>) -> f32
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// The tiny fixture LLaDA on CPU, f32.
+pub fn tiny() -> workbench_core::model::Llada {
+    workbench_core::model::Llada::load(&fixture("llada-tiny"), &Default::default()).unwrap()
+}
+
+/// The reference samplers' golden outputs (`samplers.json`).
+pub fn golden() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture("samplers.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A JSON array of arrays of token ids.
+pub fn ids2(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect()
+}

@@ -9,28 +9,7 @@ use rhai::{Dynamic, Engine, Map};
 use super::convert::{err, script_err, RResult};
 use super::tensor::ScriptTensor;
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// crash never leaves a half-written file behind.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::anyhow!("cannot move {} into place: {e}", path.display())
-    })
-}
+pub use workbench_core::fsio::write_atomic_with as write_atomic;
 
 #[export_module]
 mod io_api {
