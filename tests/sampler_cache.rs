@@ -17,9 +17,9 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use common::{fixture, golden, ids2, tiny};
+use common::{golden, ids2, tiny};
 use serde_json::Value;
-use workbench_core::model::{Llada, LoadOptions};
+use workbench_core::model::Llada;
 use workbench_core::sampler::{
     generate_canvas, CacheMode, Canvas, Eoser, GenerateOutput, SamplerConfig, Schedule, StepRecord,
 };

@@ -10,9 +10,8 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use candle_core::{DType, Tensor};
-use common::{fixture, golden, ids2, tiny};
+use common::{golden, ids2, tiny};
 use serde_json::Value;
-use workbench_core::model::{Llada, LoadOptions};
 use workbench_core::sampler::{
     generate_canvas, schedule, Canvas, Eoser, GenerateOutput, SamplerConfig, SamplerHooks, Schedule,
 };
