@@ -68,6 +68,31 @@ fn load_tok(dir: &std::path::Path) -> RResult<Tokenizer> {
     Tokenizer::load(dir, &ids).map_err(script_err)
 }
 
+/// `device`, `dtype` and `trainable` from a model-options map (dtype defaults to the device's).
+fn load_options(opts: &Map, device_default: candle_core::Device) -> RResult<LoadOptions> {
+    let device = match opts.get("device") {
+        Some(_) => parse_device(&opt_str(opts, "device", "cpu")?).map_err(script_err)?,
+        None => device_default,
+    };
+    let dtype = match opts.get("dtype") {
+        Some(_) => parse_dtype(&opt_str(opts, "dtype", "f32")?, &device).map_err(script_err)?,
+        None => default_dtype(&device),
+    };
+    let trainable = opt_bool(opts, "trainable", false)?;
+    Ok(LoadOptions {
+        device,
+        dtype,
+        trainable,
+    })
+}
+
+/// Records a trainable model's variables so gradient norms include them.
+fn register_vars(model: &Llada) {
+    for (_, v) in model.vars() {
+        crate::api::tensor::register_param(v.as_tensor());
+    }
+}
+
 #[export_module]
 mod model_api {
     use super::*;
@@ -78,30 +103,10 @@ mod model_api {
     #[rhai_fn(name = "load_model", return_raw)]
     pub fn load_model_opts(path: &str, opts: Map) -> RResult<ScriptModel> {
         check_keys(&opts, &["device", "dtype", "trainable"], "load_model")?;
-        let device = match opts.get("device") {
-            Some(_) => parse_device(&opt_str(&opts, "device", "cpu")?).map_err(script_err)?,
-            None => default_device(),
-        };
-        let dtype = match opts.get("dtype") {
-            Some(_) => {
-                parse_dtype(&opt_str(&opts, "dtype", "f32")?, &device).map_err(script_err)?
-            }
-            None => default_dtype(&device),
-        };
-        let trainable = opt_bool(&opts, "trainable", false)?;
+        let load = load_options(&opts, default_device())?;
         let dir = resolve_model_dir(path).map_err(script_err)?;
-        let model = Llada::load(
-            &dir,
-            &LoadOptions {
-                device,
-                dtype,
-                trainable,
-            },
-        )
-        .map_err(script_err)?;
-        for (_, v) in model.vars() {
-            crate::api::tensor::register_param(v.as_tensor());
-        }
+        let model = Llada::load(&dir, &load).map_err(script_err)?;
+        register_vars(&model);
         let tokenizer = if dir.join("tokenizer.json").is_file() {
             Some(Arc::new(load_tok(&dir)?))
         } else {
@@ -139,27 +144,9 @@ mod model_api {
                 .map_err(|_| err("new_model: `seed` must be an integer"))?
                 as u64,
         };
-        let device = parse_device(&opt_str(&opts, "device", "cpu")?).map_err(script_err)?;
-        let dtype = match opts.get("dtype") {
-            Some(_) => {
-                parse_dtype(&opt_str(&opts, "dtype", "f32")?, &device).map_err(script_err)?
-            }
-            None => default_dtype(&device),
-        };
-        let trainable = opt_bool(&opts, "trainable", false)?;
-        let model = Llada::random(
-            cfg,
-            seed,
-            &LoadOptions {
-                device,
-                dtype,
-                trainable,
-            },
-        )
-        .map_err(script_err)?;
-        for (_, v) in model.vars() {
-            crate::api::tensor::register_param(v.as_tensor());
-        }
+        let load = load_options(&opts, candle_core::Device::Cpu)?;
+        let model = Llada::random(cfg, seed, &load).map_err(script_err)?;
+        register_vars(&model);
         Ok(ScriptModel {
             model: Arc::new(model),
             tokenizer: None,
