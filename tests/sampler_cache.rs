@@ -17,82 +17,22 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use common::{golden, ids2, tiny};
+use common::{canvas_for, case_hints, golden, ids2, tiny};
 use serde_json::Value;
 use workbench_core::model::Llada;
 use workbench_core::sampler::{
-    generate_canvas, CacheMode, Canvas, Eoser, GenerateOutput, SamplerConfig, Schedule, StepRecord,
+    generate_canvas, CacheMode, Canvas, GenerateOutput, SamplerConfig, Schedule, StepRecord,
 };
 
-fn num(p: &Value, k: &str) -> usize {
-    p[k].as_u64().unwrap() as usize
-}
-
-/// The sampler config of a fixture case (as in `sampler_parity.rs`), or `None` for the cases
-/// a cache cannot run (RCR).
+/// The sampler config of a fixture case (shared with `sampler_parity.rs`, without recording),
+/// or `None` for the cases a cache cannot run (RCR).
 fn config_for(case: &Value) -> Option<SamplerConfig> {
-    let p = &case["params"];
-    let mut cfg = SamplerConfig {
-        gen_length: num(p, "gen_length"),
-        temperature: p["temperature"].as_f64().unwrap_or(0.0),
-        ..SamplerConfig::default()
-    };
-    if let Some(s) = p["steps"].as_u64() {
-        cfg.steps = s as usize;
+    if case["sampler"].as_str() == Some("rcr") {
+        return None;
     }
-    if let Some(bl) = p["block_length"].as_u64() {
-        cfg.block_length = Some(bl as usize);
-    }
-    let gammas = || Eoser {
-        gamma_min: p["eos_min_gamma"].as_f64().unwrap(),
-        gamma_max: p["eos_max_gamma"].as_f64().unwrap(),
-    };
-    match case["sampler"].as_str().unwrap() {
-        "llada" => {
-            cfg.cfg_scale = p["cfg_scale"].as_f64().unwrap_or(0.0);
-            cfg.logits_eos_inf = p["logits_eos_inf"].as_bool().unwrap_or(false);
-        }
-        "mdpo_linear" => cfg.schedule = Schedule::MaskgitLinear,
-        "rcr" => return None,
-        "eoser" => cfg.eoser = Some(gammas()),
-        "eoser_ass" => {
-            cfg.schedule = Schedule::Ass;
-            cfg.block_num = Some(num(p, "block_num"));
-            cfg.eoser = Some(gammas());
-        }
-        "threshold" => cfg.threshold = Some(p["threshold"].as_f64().unwrap()),
-        "inpaint" => cfg.eos_early_exit = true,
-        other => panic!("unknown sampler {other}"),
-    }
+    let mut cfg = common::config_for(case);
+    cfg.record = false;
     Some(cfg)
-}
-
-fn case_hints(case: &Value) -> HashMap<usize, u32> {
-    match case["params"].get("hints") {
-        Some(h) if !h.is_null() => h
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.parse().unwrap(), v.as_u64().unwrap() as u32))
-            .collect(),
-        _ => HashMap::new(),
-    }
-}
-
-fn canvas_for(case: &Value, gen_length: usize, mask_id: u32) -> Canvas {
-    let prompts = ids2(&case["prompt_ids"]);
-    let mask = case
-        .get("attention_mask")
-        .filter(|m| !m.is_null())
-        .map(ids2);
-    let canvas = Canvas::from_padded(prompts, mask, gen_length, mask_id).unwrap();
-    let hints = case_hints(case);
-    if hints.is_empty() {
-        canvas
-    } else {
-        let rows = canvas.batch_size();
-        canvas.with_hints(&vec![hints; rows]).unwrap()
-    }
 }
 
 fn run(model: &Llada, case: &Value, cfg: &SamplerConfig, mask_id: u32) -> GenerateOutput {
