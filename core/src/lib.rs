@@ -11,3 +11,4 @@ pub mod ops;
 pub mod sampler;
 pub mod tasks;
 pub mod tokenizer;
+pub mod train;

@@ -365,6 +365,12 @@ impl Llada {
         &self.vars
     }
 
+    /// Every variable an optimizer should update, by name: LoRA adapters when present, else the
+    /// full-finetuning weights (empty for a frozen model without adapters).
+    pub fn trainable_vars(&self) -> Vec<(String, Var)> {
+        self.vars.clone()
+    }
+
     /// Every weight by checkpoint name (the tied head appears once, as `wte`).
     pub fn named_weights(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![("model.transformer.wte.weight".to_string(), self.wte.clone())];

@@ -1,8 +1,12 @@
 //! The Rhai-visible API, one module per core area. Each module exposes `register(engine)`.
 
 pub mod convert;
+pub mod estimators;
 pub mod io;
+pub mod losses;
 pub mod model;
+pub mod optim;
+pub mod runlog;
 pub mod sampler;
 pub mod tasks;
 pub mod tensor;
@@ -16,4 +20,8 @@ pub fn register_all(engine: &mut Engine) {
     io::register(engine);
     sampler::register(engine);
     tasks::register(engine);
+    estimators::register(engine);
+    losses::register(engine);
+    optim::register(engine);
+    runlog::register(engine);
 }

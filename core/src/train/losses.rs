@@ -1,0 +1,1 @@
+//! RL losses and advantages over tensors (pure math, no model).

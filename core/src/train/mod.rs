@@ -1,0 +1,9 @@
+//! The training core: likelihood estimators for masked diffusion models, RL losses and
+//! advantages, diffusion pretraining/SFT losses, the optimizer, run logs and checkpoints.
+//! Every piece works on whole batches of tensors; scripts only orchestrate.
+
+pub mod estimators;
+pub mod losses;
+pub mod optim;
+pub mod runlog;
+pub mod sft;

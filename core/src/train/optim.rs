@@ -1,0 +1,1 @@
+//! AdamW, gradient clipping and accumulation, learning-rate schedules.

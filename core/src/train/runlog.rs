@@ -1,0 +1,1 @@
+//! JSONL run logs: one line of metrics per step.

@@ -1,0 +1,1 @@
+//! LLaDA's pretraining and SFT losses (random mask ratio, CE / p_mask).

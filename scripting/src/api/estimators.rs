@@ -1,0 +1,6 @@
+//! Rhai bindings for `workbench_core::train::estimators`.
+
+use rhai::Engine;
+
+/// Registers this area's types and functions.
+pub fn register(_engine: &mut Engine) {}
