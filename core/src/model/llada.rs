@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 
 use super::config::Config;
+use super::lora::{self, Adapter, LoraConfig, TARGETS};
 use super::weights::WeightSource;
 use crate::ops;
 
@@ -43,21 +44,44 @@ impl Default for LoadOptions {
     }
 }
 
-/// A linear map without bias, `y = x Wᵀ`, with `W` stored [out, in] as in PyTorch.
+/// A linear map without bias, `y = x Wᵀ`, with `W` stored [out, in] as in PyTorch, and an
+/// optional LoRA adapter.
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// The weight, [out, in].
     pub weight: Tensor,
+    /// The LoRA adapter on this layer, if any.
+    pub lora: Option<Adapter>,
 }
 
 impl Linear {
-    /// Applies the map to the last dim of `x`.
+    /// A plain (adapter-free) map.
+    pub fn new(weight: Tensor) -> Linear {
+        Linear { weight, lora: None }
+    }
+
+    /// Applies the base map (never the adapter) to the last dim of `x`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.apply(x, false, None)
+    }
+
+    /// Applies the map to the last dim of `x`, plus the adapter when `adapters` is on;
+    /// `dropout_key` seeds the adapter's dropout (training mode).
+    pub fn apply(
+        &self,
+        x: &Tensor,
+        adapters: bool,
+        dropout_key: Option<u64>,
+    ) -> candle_core::Result<Tensor> {
         let dims = x.dims();
         let inner = dims[dims.len() - 1];
         let rows = x.elem_count() / inner;
         let out = self.weight.dim(0)?;
-        let y = x.reshape((rows, inner))?.matmul(&self.weight.t()?)?;
+        let flat = x.reshape((rows, inner))?;
+        let mut y = flat.matmul(&self.weight.t()?)?;
+        if let (true, Some(ad)) = (adapters, &self.lora) {
+            y = (y + ad.delta(&flat, dropout_key)?)?;
+        }
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("non-empty shape") = out;
         y.reshape(shape)
@@ -82,11 +106,15 @@ pub struct Block {
     eps: f64,
 }
 
-/// Per-forward inputs shared by all blocks: RoPE tables and the key-padding bias.
-struct Frame {
+/// Per-forward inputs shared by all blocks: RoPE tables, the key-padding bias, whether adapters
+/// apply, and the dropout key of this pass (training mode only).
+#[derive(Clone)]
+pub(crate) struct Frame {
     cos: Tensor,
     sin: Tensor,
     bias: Option<Tensor>,
+    adapters: bool,
+    dropout: Option<u64>,
 }
 
 /// Keys and values of every layer from one forward pass over a whole canvas
@@ -122,8 +150,38 @@ impl KvCache {
 }
 
 impl Block {
-    fn forward(&self, x: &Tensor, frame: &Frame) -> candle_core::Result<Tensor> {
-        Ok(self.forward_kv(x, frame, None)?.0)
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        frame: &Frame,
+        layer: usize,
+    ) -> candle_core::Result<Tensor> {
+        Ok(self.forward_kv(x, frame, None, layer)?.0)
+    }
+
+    /// The block's linear layers in [`TARGETS`] order.
+    fn linears(&self) -> [&Linear; 7] {
+        [
+            &self.q_proj,
+            &self.k_proj,
+            &self.v_proj,
+            &self.attn_out,
+            &self.ff_proj,
+            &self.up_proj,
+            &self.ff_out,
+        ]
+    }
+
+    fn linears_mut(&mut self) -> [&mut Linear; 7] {
+        [
+            &mut self.q_proj,
+            &mut self.k_proj,
+            &mut self.v_proj,
+            &mut self.attn_out,
+            &mut self.ff_proj,
+            &mut self.up_proj,
+            &mut self.ff_out,
+        ]
     }
 
     /// The block over the rows of `x` [B, n, d]. Without `past` the rows are the whole canvas;
@@ -136,15 +194,20 @@ impl Block {
         x: &Tensor,
         frame: &Frame,
         past: Option<(&Tensor, &Tensor, usize)>,
+        layer: usize,
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (b, l, d) = x.dims3()?;
+        let lin = |which: &Linear, slot: usize, x: &Tensor| {
+            let key = frame.dropout.map(|k| lora::dropout_key(k, layer, slot));
+            which.apply(x, frame.adapters, key)
+        };
         let h = ops::rms_norm(x, &self.attn_norm, self.eps)?;
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, l, n, self.head_dim))?.transpose(1, 2)
         };
-        let q = heads(self.q_proj.forward(&h)?, self.n_heads)?;
-        let k = heads(self.k_proj.forward(&h)?, self.n_kv_heads)?;
-        let v = heads(self.v_proj.forward(&h)?, self.n_kv_heads)?;
+        let q = heads(lin(&self.q_proj, 0, &h)?, self.n_heads)?;
+        let k = heads(lin(&self.k_proj, 1, &h)?, self.n_kv_heads)?;
+        let v = heads(lin(&self.v_proj, 2, &h)?, self.n_kv_heads)?;
         let q = ops::rope(&q, &frame.cos, &frame.sin)?;
         let k = ops::rope(&k, &frame.cos, &frame.sin)?;
         let (k_all, v_all) = match past {
@@ -161,11 +224,11 @@ impl Block {
         }
         let probs = ops::softmax(&scores, D::Minus1)?.to_dtype(v_rep.dtype())?;
         let attn = probs.matmul(&v_rep)?.transpose(1, 2)?.reshape((b, l, d))?;
-        let x = (x + self.attn_out.forward(&attn)?)?;
+        let x = (x + lin(&self.attn_out, 3, &attn)?)?;
         let m = ops::rms_norm(&x, &self.ff_norm, self.eps)?;
-        let gate = self.ff_proj.forward(&m)?.silu()?;
-        let up = self.up_proj.forward(&m)?;
-        let out = (x + self.ff_out.forward(&(gate * up)?)?)?;
+        let gate = lin(&self.ff_proj, 4, &m)?.silu()?;
+        let up = lin(&self.up_proj, 5, &m)?;
+        let out = (x + lin(&self.ff_out, 6, &(gate * up)?)?)?;
         Ok((out, k, v))
     }
 }
@@ -242,6 +305,19 @@ pub struct Llada {
     device: Device,
     dtype: DType,
     vars: Vec<(String, Var)>,
+    lora: Option<LoraConfig>,
+    adapters_on: bool,
+    checkpointing: bool,
+    training: bool,
+    dropout: DropoutStream,
+}
+
+/// The source of per-forward dropout keys: a seed and a counter shared by every view of one
+/// model, so consecutive training forwards draw fresh masks and a checkpoint can resume them.
+#[derive(Debug, Clone, Default)]
+struct DropoutStream {
+    seed: u64,
+    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Llada {
@@ -287,11 +363,8 @@ impl Llada {
         let mut blocks = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
             let p = format!("model.transformer.blocks.{i}.");
-            let mut lin = |n: &str| -> Result<Linear> {
-                Ok(Linear {
-                    weight: load(&format!("{p}{n}.weight"))?,
-                })
-            };
+            let mut lin =
+                |n: &str| -> Result<Linear> { Ok(Linear::new(load(&format!("{p}{n}.weight"))?)) };
             let attn_norm = lin("attn_norm")?.weight;
             let q_proj = lin("q_proj")?;
             let k_proj = lin("k_proj")?;
@@ -332,6 +405,11 @@ impl Llada {
             device: opts.device.clone(),
             dtype: opts.dtype,
             vars,
+            lora: None,
+            adapters_on: true,
+            checkpointing: false,
+            training: false,
+            dropout: DropoutStream::default(),
         })
     }
 
@@ -368,6 +446,9 @@ impl Llada {
     /// Every variable an optimizer should update, by name: LoRA adapters when present, else the
     /// full-finetuning weights (empty for a frozen model without adapters).
     pub fn trainable_vars(&self) -> Vec<(String, Var)> {
+        if self.lora.is_some() {
+            return self.adapter_vars();
+        }
         self.vars.clone()
     }
 
@@ -411,9 +492,17 @@ impl Llada {
         attention_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (mut x, b, l) = self.embed(input_ids)?;
-        let frame = self.frame(b, l, attention_mask, 0..l)?;
-        for block in &self.blocks {
-            x = block.forward(&x, &frame)?;
+        let mut frame = self.frame(b, l, attention_mask, 0..l)?;
+        if self.training {
+            use std::sync::atomic::Ordering;
+            let n = self.dropout.counter.fetch_add(1, Ordering::Relaxed);
+            frame.dropout = Some(lora::dropout_key(self.dropout.seed, n as usize, usize::MAX));
+        }
+        if self.checkpointing && !self.trainable_vars().is_empty() {
+            return super::remat::forward(self, x, frame);
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, &frame, i)?;
         }
         Ok(ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
     }
@@ -428,8 +517,8 @@ impl Llada {
         let (mut x, b, l) = self.embed(input_ids)?;
         let frame = self.frame(b, l, attention_mask, 0..l)?;
         let mut layers = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            let (out, k, v) = block.forward_kv(&x, &frame, None)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (out, k, v) = block.forward_kv(&x, &frame, None, i)?;
             layers.push((k.contiguous()?, v.contiguous()?));
             x = out;
         }
@@ -490,8 +579,8 @@ impl Llada {
             );
         }
         let frame = self.frame(b, l, attention_mask, start..start + n)?;
-        for (block, (ck, cv)) in self.blocks.iter().zip(&cache.layers) {
-            x = block.forward_kv(&x, &frame, Some((ck, cv, start)))?.0;
+        for (i, (block, (ck, cv))) in self.blocks.iter().zip(&cache.layers).enumerate() {
+            x = block.forward_kv(&x, &frame, Some((ck, cv, start)), i)?.0;
         }
         Ok(ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
     }
@@ -560,16 +649,19 @@ impl Llada {
             self.cfg.rope_theta,
             &self.device,
         )?;
-        Ok(Frame { cos, sin, bias })
+        Ok(Frame {
+            cos,
+            sin,
+            bias,
+            adapters: self.adapters_on,
+            dropout: None,
+        })
     }
 
     /// Projects hidden states [.., d_model] through the LM head to logits [.., embedding_size].
     /// Callers that need only some positions gather them first (same numbers, less work).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(Linear {
-            weight: self.head.clone(),
-        }
-        .forward(hidden)?)
+        Ok(Linear::new(self.head.clone()).forward(hidden)?)
     }
 
     /// Logits [B, L, embedding_size] for `input_ids` [B, L] with an optional key-padding mask.
@@ -643,4 +735,234 @@ pub fn normal<R: Rng>(rng: &mut R) -> f64 {
     let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
     let u2: f64 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// LoRA adapters, reference views, training mode and activation checkpointing.
+impl Llada {
+    /// A copy with fresh PEFT-initialised adapters on `cfg.targets` of every block. The base
+    /// weights are frozen (detached, no longer variables); only the adapters train. Weights are
+    /// shared with `self`, not copied.
+    pub fn add_lora(&self, cfg: &LoraConfig) -> Result<Llada> {
+        cfg.validate()?;
+        if self.lora.is_some() {
+            anyhow::bail!(
+                "the model already has LoRA adapters; merge or reload before adding new ones"
+            );
+        }
+        let adapter_dtype = if self.dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+        let mut m = self.frozen();
+        for block in &mut m.blocks {
+            for (slot, lin) in block.linears_mut().into_iter().enumerate() {
+                if !cfg.targets.iter().any(|t| t == TARGETS[slot]) {
+                    continue;
+                }
+                let (out, inp) = lin.weight.dims2()?;
+                lin.lora = Some(Adapter::new(
+                    out,
+                    inp,
+                    cfg,
+                    adapter_dtype,
+                    &self.device,
+                    &mut rng,
+                )?);
+            }
+        }
+        m.lora = Some(cfg.clone());
+        m.adapters_on = true;
+        Ok(m)
+    }
+
+    /// A copy whose weights are plain tensors (gradients no longer reach them).
+    fn frozen(&self) -> Llada {
+        let mut m = self.clone();
+        m.wte = m.wte.detach();
+        m.ln_f = m.ln_f.detach();
+        m.head = m.head.detach();
+        for block in &mut m.blocks {
+            block.attn_norm = block.attn_norm.detach();
+            block.ff_norm = block.ff_norm.detach();
+            for lin in block.linears_mut() {
+                lin.weight = lin.weight.detach();
+            }
+        }
+        m.vars.clear();
+        m
+    }
+
+    /// The adapter settings, if the model has adapters.
+    pub fn lora_config(&self) -> Option<&LoraConfig> {
+        self.lora.as_ref()
+    }
+
+    /// Every adapter matrix by its PEFT name (`base_model.model.model.transformer.blocks.0.
+    /// q_proj.lora_A.weight`, …), in block then layer order, `A` before `B`.
+    pub fn adapter_vars(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            for (slot, lin) in block.linears().into_iter().enumerate() {
+                if let Some(ad) = &lin.lora {
+                    out.push((lora::peft_key(i, TARGETS[slot], "lora_A"), ad.a.clone()));
+                    out.push((lora::peft_key(i, TARGETS[slot], "lora_B"), ad.b.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The same weights with adapters switched on or off: `with_adapters(false)` is the
+    /// reference policy of LoRA training at no extra memory.
+    pub fn with_adapters(&self, on: bool) -> Llada {
+        let mut m = self.clone();
+        m.adapters_on = on;
+        m
+    }
+
+    /// Whether adapters (if any) apply in this view.
+    pub fn adapters_enabled(&self) -> bool {
+        self.adapters_on && self.lora.is_some()
+    }
+
+    /// The same weights with per-block activation checkpointing on or off: block inputs are
+    /// kept, everything inside a block is recomputed during [`crate::model::remat::backward`].
+    pub fn with_checkpointing(&self, on: bool) -> Llada {
+        let mut m = self.clone();
+        m.checkpointing = on;
+        m
+    }
+
+    /// Whether [`Llada::forward_hidden`] checkpoints activations.
+    pub fn checkpointing(&self) -> bool {
+        self.checkpointing
+    }
+
+    /// The same weights in training mode (LoRA dropout active) or evaluation mode. Views of one
+    /// model share the stream of dropout keys.
+    pub fn with_training(&self, on: bool) -> Llada {
+        let mut m = self.clone();
+        m.training = on;
+        m
+    }
+
+    /// Whether LoRA dropout is active.
+    pub fn training(&self) -> bool {
+        self.training
+    }
+
+    /// `(seed, forwards drawn)` of the dropout stream, for checkpoints.
+    pub fn dropout_state(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.dropout.seed,
+            self.dropout.counter.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Restores (or seeds) the dropout stream; affects every view of this model made after the
+    /// call and this one.
+    pub fn set_dropout_state(&mut self, seed: u64, drawn: u64) {
+        use std::sync::atomic::Ordering;
+        self.dropout.seed = seed;
+        self.dropout.counter.store(drawn, Ordering::Relaxed);
+    }
+
+    /// Overwrites adapter (or full-finetuning) variables from `tensors` by name; every trainable
+    /// variable must be present with its shape, and no unknown names are accepted.
+    pub fn set_trainable(&self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let vars = self.trainable_vars();
+        let known: std::collections::HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+        if let Some(extra) = tensors.keys().find(|k| !known.contains(k.as_str())) {
+            anyhow::bail!("unexpected tensor `{extra}`: the model has no such trainable variable");
+        }
+        for (name, var) in &vars {
+            let t = tensors
+                .get(name)
+                .with_context(|| format!("missing tensor `{name}`"))?;
+            if t.dims() != var.dims() {
+                anyhow::bail!(
+                    "tensor `{name}` has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    var.dims()
+                );
+            }
+            var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the adapters in PEFT's layout under `dir` (`adapter_config.json`,
+    /// `adapter_model.safetensors`); `base_model` is recorded as `base_model_name_or_path`.
+    pub fn save_adapters(&self, dir: &Path, base_model: &str) -> Result<()> {
+        let cfg = self
+            .lora
+            .as_ref()
+            .context("the model has no LoRA adapters to save")?;
+        let tensors = self
+            .adapter_vars()
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().detach()))
+            .collect();
+        lora::save_peft(dir, cfg, base_model, &tensors)
+    }
+
+    /// A copy carrying the PEFT adapters stored in `dir` (names and shapes checked).
+    pub fn load_adapters(&self, dir: &Path) -> Result<Llada> {
+        let (cfg, tensors) = lora::load_peft(dir)?;
+        let m = self.add_lora(&cfg)?;
+        m.set_trainable(&tensors)
+            .with_context(|| format!("adapters in {} do not fit this model", dir.display()))?;
+        Ok(m)
+    }
+
+    /// A copy without adapters whose weights are `W + s·B·A` (the adapters' effect baked in).
+    pub fn merge_adapters(&self) -> Result<Llada> {
+        if self.lora.is_none() {
+            anyhow::bail!("the model has no LoRA adapters to merge");
+        }
+        let mut m = self.frozen();
+        for block in &mut m.blocks {
+            for lin in block.linears_mut() {
+                if let Some(ad) = lin.lora.take() {
+                    let w = lin.weight.to_dtype(ad.a.dtype())?;
+                    lin.weight = (w + ad.merged_delta(ad.a.dtype())?)?.to_dtype(self.dtype)?;
+                }
+            }
+        }
+        m.lora = None;
+        Ok(m)
+    }
+
+    /// Writes a full checkpoint in the Hugging Face layout (`config.json`, `model.safetensors`
+    /// with the checkpoint's tensor names) into `dir`, each file atomically. Adapters, if any,
+    /// are merged first.
+    pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
+        if self.lora.is_some() {
+            return self.merge_adapters()?.save_pretrained(dir);
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let tensors: std::collections::HashMap<String, Tensor> = self
+            .named_weights()
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.detach().to_device(&Device::Cpu)?.contiguous()?)))
+            .collect::<Result<_>>()?;
+        crate::fsio::write_atomic_with(&dir.join("model.safetensors"), |tmp| {
+            Ok(candle_core::safetensors::save(&tensors, tmp)?)
+        })?;
+        let json = serde_json::to_string_pretty(&self.cfg)?;
+        crate::fsio::write_atomic(&dir.join("config.json"), json.as_bytes())
+    }
+
+    /// The transformer blocks (for activation checkpointing).
+    pub(crate) fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The final norm weight and epsilon.
+    pub(crate) fn final_norm(&self) -> (&Tensor, f64) {
+        (&self.ln_f, self.cfg.rms_norm_eps)
+    }
 }
