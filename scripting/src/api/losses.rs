@@ -1,6 +1,257 @@
-//! Rhai bindings for `workbench_core::train::losses`.
+//! Rhai bindings for `workbench_core::train::losses`: advantages, the clipped surrogate, KL
+//! estimators, loss reductions, entropy and the IGPO entropy filter.
 
-use rhai::Engine;
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Engine, Map};
+use workbench_core::train::losses::{self as wl, KlKind, Normalise, RatioLevel, Reduction};
+
+use super::convert::{check_keys, err, opt_bool, opt_str, script_err, RResult};
+use super::tensor::{from_nested, ScriptTensor};
+
+/// Reads an optional number option (integer or float) of a map, with a default.
+fn opt_f64(opts: &Map, key: &str, default: f64) -> RResult<f64> {
+    match opts.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_float()
+            .or_else(|_| v.as_int().map(|i| i as f64))
+            .map_err(|_| err(format!("option `{key}` must be a number, found {v}"))),
+    }
+}
+
+/// A tensor from a script value that is either a Tensor or a (nested) array of numbers.
+fn tensor_arg(v: &Dynamic, what: &str) -> RResult<candle_core::Tensor> {
+    if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
+        Ok(t.t)
+    } else if let Some(a) = v.clone().try_cast::<Array>() {
+        from_nested(&a)
+    } else {
+        Err(err(format!(
+            "{what} must be a Tensor or an array of numbers, found {}",
+            v.type_name()
+        )))
+    }
+}
+
+fn non_negative(x: i64, what: &str) -> RResult<usize> {
+    usize::try_from(x).map_err(|_| err(format!("{what} must be >= 0, found {x}")))
+}
+
+fn group_adv(rewards: &Dynamic, group: i64, opts: &Map) -> RResult<ScriptTensor> {
+    check_keys(opts, &["std", "eps"], "group_advantages")?;
+    let r = tensor_arg(rewards, "group_advantages: rewards")?;
+    let group = non_negative(group, "group_advantages: group")?;
+    let norm = if opt_bool(opts, "std", false)? {
+        Normalise::Std {
+            eps: opt_f64(opts, "eps", 1e-4)?,
+        }
+    } else {
+        Normalise::None
+    };
+    wl::group_advantages(&r, group, norm)
+        .map(ScriptTensor::new)
+        .map_err(script_err)
+}
+
+fn clipped(
+    logp: &ScriptTensor,
+    old_logp: &ScriptTensor,
+    adv: &ScriptTensor,
+    mask: &ScriptTensor,
+    opts: &Map,
+) -> RResult<Map> {
+    check_keys(opts, &["eps_low", "eps_high", "level"], "clipped_loss")?;
+    let eps_low = opt_f64(opts, "eps_low", 0.2)?;
+    let eps_high = opt_f64(opts, "eps_high", 0.2)?;
+    let level = match opt_str(opts, "level", "token")?.as_str() {
+        "token" => RatioLevel::Token,
+        "sequence" | "seq" => RatioLevel::Sequence,
+        other => {
+            return Err(err(format!(
+                "clipped_loss: unknown level `{other}`; expected \"token\" or \"sequence\""
+            )))
+        }
+    };
+    let out = wl::clipped_surrogate(
+        &logp.t,
+        &old_logp.t,
+        &adv.t,
+        &mask.t,
+        eps_low,
+        eps_high,
+        level,
+    )
+    .map_err(script_err)?;
+    let mut m = Map::new();
+    m.insert("loss".into(), Dynamic::from(ScriptTensor::new(out.loss)));
+    m.insert("clip_fraction".into(), Dynamic::from(out.clip_fraction));
+    m.insert("ratio".into(), Dynamic::from(ScriptTensor::new(out.ratio)));
+    Ok(m)
+}
+
+fn reduce_with(
+    loss: &ScriptTensor,
+    mask: &ScriptTensor,
+    mode: &str,
+    constant: Option<f64>,
+) -> RResult<ScriptTensor> {
+    let reduction = match mode {
+        "token_mean" => Reduction::TokenMean,
+        "seq_mean" => Reduction::SeqMean,
+        "constant" => Reduction::Constant(constant.ok_or_else(|| {
+            err("reduce_loss: mode \"constant\" needs the option `constant` (e.g. the max completion length)")
+        })?),
+        other => {
+            return Err(err(format!(
+                "reduce_loss: unknown mode `{other}`; expected \"token_mean\", \"seq_mean\" or \"constant\""
+            )))
+        }
+    };
+    wl::reduce(&loss.t, &mask.t, reduction)
+        .map(ScriptTensor::new)
+        .map_err(script_err)
+}
+
+#[export_module]
+mod losses_api {
+    use super::*;
+
+    /// Group-relative advantages `r − mean(group)` of `rewards` (a Tensor `[N]` or an array of
+    /// numbers), consecutive groups of `group` completions: `group_advantages([1, 0, 0, 1], 2)`.
+    /// Returns an f32 Tensor `[N]`.
+    #[rhai_fn(name = "group_advantages", return_raw)]
+    pub fn group_advantages2(rewards: Dynamic, group: i64) -> RResult<ScriptTensor> {
+        group_adv(&rewards, group, &Map::new())
+    }
+    /// Group-relative advantages with options: `#{std: true, eps: 1e-4}` divides by the group's
+    /// unbiased sample std plus `eps` (GRPO papers, TRL); `std: false` (default) only centres
+    /// (d1, CJ-GRPO, IGPO code).
+    #[rhai_fn(name = "group_advantages", return_raw)]
+    pub fn group_advantages3(rewards: Dynamic, group: i64, opts: Map) -> RResult<ScriptTensor> {
+        group_adv(&rewards, group, &opts)
+    }
+    /// MDPO per-step advantages of step rewards `[G, T]`:
+    /// `A[k,t] = (r[k,t] − r[k,t−1]) + mean(r[k,t+1..])` with `r[k,−1] = 0`, last step `r[k,T−1]`,
+    /// then `(A − mean_k)/(std_k + 1e-4)` per step across the group (unbiased std).
+    #[rhai_fn(name = "mdpo_advantages", return_raw)]
+    pub fn mdpo_advantages1(rewards: Dynamic) -> RResult<ScriptTensor> {
+        mdpo_advantages2(rewards, Map::new())
+    }
+    /// MDPO per-step advantages with options `#{eps}` (the std offset, default 1e-4).
+    #[rhai_fn(name = "mdpo_advantages", return_raw)]
+    pub fn mdpo_advantages2(rewards: Dynamic, opts: Map) -> RResult<ScriptTensor> {
+        check_keys(&opts, &["eps"], "mdpo_advantages")?;
+        let r = tensor_arg(&rewards, "mdpo_advantages: rewards")?;
+        let eps = opt_f64(&opts, "eps", 1e-4)?;
+        wl::mdpo_step_advantages(&r, eps)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+    /// A 0/1 mask `[G, T]` of the `k` steps of each row of `adv` `[G, T]` with the largest
+    /// `|adv|` (ties go to the earlier step; `k >= T` selects all).
+    #[rhai_fn(return_raw)]
+    pub fn top_k_steps(adv: ScriptTensor, k: i64) -> RResult<ScriptTensor> {
+        let k = non_negative(k, "top_k_steps: k")?;
+        wl::top_k_steps(&adv.t, k)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+    /// The clipped surrogate per token `−min(ρA, clip(ρ, 0.8, 1.2)A)` for `logp`, `old_logp`,
+    /// `mask` `[B, L]` and `adv` `[B]` or `[B, L]`, with the token ratio
+    /// `ρ = exp(logp − old_logp)`. Returns `#{loss, clip_fraction, ratio}`: the per-token loss
+    /// (0 outside the mask; reduce it with `reduce_loss`), the share of masked tokens where the
+    /// clip is active, and the detached ratio.
+    #[rhai_fn(name = "clipped_loss", return_raw)]
+    pub fn clipped_loss4(
+        logp: ScriptTensor,
+        old_logp: ScriptTensor,
+        adv: ScriptTensor,
+        mask: ScriptTensor,
+    ) -> RResult<Map> {
+        clipped(&logp, &old_logp, &adv, &mask, &Map::new())
+    }
+    /// The clipped surrogate with options `#{eps_low: 0.2, eps_high: 0.2, level: "token"}`;
+    /// `level: "sequence"` uses the GSPO ratio `exp(mean over the row's masked tokens of
+    /// (logp − old_logp))` on every token of the row.
+    #[rhai_fn(name = "clipped_loss", return_raw)]
+    pub fn clipped_loss5(
+        logp: ScriptTensor,
+        old_logp: ScriptTensor,
+        adv: ScriptTensor,
+        mask: ScriptTensor,
+        opts: Map,
+    ) -> RResult<Map> {
+        clipped(&logp, &old_logp, &adv, &mask, &opts)
+    }
+    /// Per-token KL estimate from `logp` and `ref_logp` (same shape), `kind` one of `"k1"`
+    /// (`lp − ref`), `"k2"` (`½(ref − lp)²`) or `"k3"` (`exp(ref − lp) − (ref − lp) − 1`).
+    #[rhai_fn(return_raw)]
+    pub fn kl(logp: ScriptTensor, ref_logp: ScriptTensor, kind: &str) -> RResult<ScriptTensor> {
+        let kind = match kind {
+            "k1" => KlKind::K1,
+            "k2" => KlKind::K2,
+            "k3" => KlKind::K3,
+            other => {
+                return Err(err(format!(
+                    "kl: unknown estimator `{other}`; expected \"k1\", \"k2\" or \"k3\""
+                )))
+            }
+        };
+        wl::kl(&logp.t, &ref_logp.t, kind)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+    /// Reduces a per-token loss `[B, L]` with a 0/1 mask `[B, L]` to a scalar: `mode` is
+    /// `"token_mean"` (`Σ loss·mask / Σ mask`) or `"seq_mean"` (mean over rows of the row means).
+    #[rhai_fn(name = "reduce_loss", return_raw)]
+    pub fn reduce_loss_mode(
+        loss: ScriptTensor,
+        mask: ScriptTensor,
+        mode: &str,
+    ) -> RResult<ScriptTensor> {
+        reduce_with(&loss, &mask, mode, None)
+    }
+    /// Reduces a per-token loss with options `#{mode: "token_mean" | "seq_mean" | "constant",
+    /// constant: C}`; `"constant"` is `Σ loss·mask / (B·C)` (Dr.GRPO).
+    #[rhai_fn(name = "reduce_loss", return_raw)]
+    pub fn reduce_loss_opts(
+        loss: ScriptTensor,
+        mask: ScriptTensor,
+        opts: Map,
+    ) -> RResult<ScriptTensor> {
+        check_keys(&opts, &["mode", "constant"], "reduce_loss")?;
+        let mode = opt_str(&opts, "mode", "token_mean")?;
+        let constant = if opts.contains_key("constant") {
+            Some(opt_f64(&opts, "constant", 0.0)?)
+        } else {
+            None
+        };
+        reduce_with(&loss, &mask, &mode, constant)
+    }
+    /// Entropy `−Σ p log p` of `softmax(logits)` over the last dim (differentiable):
+    /// `[..., V]` → `[...]`.
+    #[rhai_fn(return_raw)]
+    pub fn entropy(logits: ScriptTensor) -> RResult<ScriptTensor> {
+        wl::entropy(&logits.t)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+    /// The IGPO entropy filter: a 0/1 mask `[B, L]`, 1 outside `subset` and, inside it, 1 only
+    /// where `entropy >= quantile(subset entropies of the whole batch, 1 − tau)` (the top-`tau`
+    /// fraction; ties at the threshold kept).
+    #[rhai_fn(return_raw)]
+    pub fn entropy_filter(
+        entropy: ScriptTensor,
+        subset: ScriptTensor,
+        tau: f64,
+    ) -> RResult<ScriptTensor> {
+        wl::entropy_filter(&entropy.t, &subset.t, tau)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+}
 
 /// Registers this area's types and functions.
-pub fn register(_engine: &mut Engine) {}
+pub fn register(engine: &mut Engine) {
+    engine.register_global_module(exported_module!(losses_api).into());
+}
