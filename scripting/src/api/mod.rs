@@ -1,5 +1,6 @@
 //! The Rhai-visible API, one module per core area. Each module exposes `register(engine)`.
 
+pub mod adapters;
 pub mod convert;
 pub mod estimators;
 pub mod io;
@@ -17,6 +18,7 @@ use rhai::Engine;
 pub fn register_all(engine: &mut Engine) {
     tensor::register(engine);
     model::register(engine);
+    adapters::register(engine);
     io::register(engine);
     sampler::register(engine);
     tasks::register(engine);

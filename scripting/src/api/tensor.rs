@@ -1029,7 +1029,8 @@ mod tensor_api {
             ))
         })
     }
-    /// Backpropagates from a one-element loss; returns the gradients of every parameter.
+    /// Backpropagates from a one-element loss (through checkpointed model blocks too); returns
+    /// the gradients of every parameter.
     #[rhai_fn(return_raw)]
     pub fn backward(loss: ScriptTensor) -> RResult<ScriptGrads> {
         if loss.t.elem_count() != 1 {
@@ -1038,8 +1039,7 @@ mod tensor_api {
                 loss.t.dims()
             )));
         }
-        loss.t
-            .backward()
+        workbench_core::model::remat::backward(&loss.t)
             .map(|g| ScriptGrads(Arc::new(g)))
             .map_err(script_err)
     }

@@ -1,0 +1,189 @@
+//! Trainable views of a `Model`: LoRA adapters (PEFT format), the reference policy, training
+//! mode, activation checkpointing, merged export, and the parameter list an optimizer updates.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Engine, Map};
+use workbench_core::model::{lora::TARGETS, LoraConfig};
+
+use super::convert::{check_keys, err, opt_bool, script_err, RResult};
+use super::model::ScriptModel;
+use super::tensor::{register_param, ScriptTensor};
+
+/// `m` with its network replaced by `f(network)`, same tokenizer and directory.
+fn derive(m: &ScriptModel, model: workbench_core::model::Llada) -> ScriptModel {
+    for (_, v) in model.trainable_vars() {
+        register_param(v.as_tensor());
+    }
+    ScriptModel {
+        model: Arc::new(model),
+        tokenizer: m.tokenizer.clone(),
+        dir: m.dir.clone(),
+    }
+}
+
+fn num(opts: &Map, key: &str, default: f64) -> RResult<f64> {
+    match opts.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_float()
+            .or_else(|_| v.as_int().map(|i| i as f64))
+            .map_err(|_| err(format!("add_lora: `{key}` must be a number, found {v}"))),
+    }
+}
+
+#[export_module]
+mod adapters_api {
+    use super::*;
+
+    /// A copy of the model with fresh LoRA adapters (PEFT initialisation: `A` Kaiming-uniform,
+    /// `B` zero) and a frozen base; weights are shared, not copied. Options (d1's defaults):
+    /// `r` 128, `alpha` 64, `dropout` 0.05, `targets` (default all of q_proj k_proj v_proj
+    /// attn_out ff_proj up_proj ff_out), `rslora` false, `seed` 0.
+    #[rhai_fn(return_raw)]
+    pub fn add_lora(m: &mut ScriptModel, opts: Map) -> RResult<ScriptModel> {
+        check_keys(
+            &opts,
+            &["r", "alpha", "dropout", "targets", "rslora", "seed"],
+            "add_lora",
+        )?;
+        let d = LoraConfig::default();
+        let targets = match opts.get("targets") {
+            None => d.targets.clone(),
+            Some(v) => v
+                .clone()
+                .try_cast::<Array>()
+                .ok_or_else(|| err("add_lora: `targets` must be an array of layer names"))?
+                .iter()
+                .map(|x| {
+                    x.clone().into_string().map_err(|_| {
+                        err(format!(
+                            "add_lora: targets must be strings among {}",
+                            TARGETS.join(", ")
+                        ))
+                    })
+                })
+                .collect::<RResult<Vec<String>>>()?,
+        };
+        let cfg = LoraConfig {
+            r: num(&opts, "r", d.r as f64)? as usize,
+            alpha: num(&opts, "alpha", d.alpha)?,
+            dropout: num(&opts, "dropout", d.dropout)?,
+            targets,
+            rslora: opt_bool(&opts, "rslora", false)?,
+            seed: num(&opts, "seed", 0.0)? as u64,
+        };
+        let model = m.model.add_lora(&cfg).map_err(script_err)?;
+        Ok(derive(m, model))
+    }
+    /// Saves the adapters in PEFT's layout (`adapter_config.json`, `adapter_model.safetensors`)
+    /// under `dir`, loadable with Python's `PeftModel.from_pretrained`.
+    #[rhai_fn(return_raw)]
+    pub fn save_adapters(m: &mut ScriptModel, dir: &str) -> RResult<()> {
+        let base = m.dir.display().to_string();
+        m.model
+            .save_adapters(Path::new(dir), &base)
+            .map_err(script_err)
+    }
+    /// A copy of the model carrying the PEFT adapters stored in `dir`.
+    #[rhai_fn(return_raw)]
+    pub fn load_adapters(m: &mut ScriptModel, dir: &str) -> RResult<ScriptModel> {
+        let model = m.model.load_adapters(Path::new(dir)).map_err(script_err)?;
+        Ok(derive(m, model))
+    }
+    /// A copy without adapters whose weights include them (`W + s·B·A`).
+    #[rhai_fn(return_raw)]
+    pub fn merge_adapters(m: &mut ScriptModel) -> RResult<ScriptModel> {
+        let model = m.model.merge_adapters().map_err(script_err)?;
+        Ok(derive(m, model))
+    }
+    /// Writes a full Hugging Face checkpoint (`config.json`, `model.safetensors`, adapters
+    /// merged) to `dir`, copying the tokenizer files of the model's own directory.
+    #[rhai_fn(return_raw)]
+    pub fn save_pretrained(m: &mut ScriptModel, dir: &str) -> RResult<()> {
+        let out = Path::new(dir);
+        m.model.save_pretrained(out).map_err(script_err)?;
+        for f in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ] {
+            let src = m.dir.join(f);
+            if src.is_file() {
+                let bytes = std::fs::read(&src)
+                    .map_err(|e| err(format!("cannot read {}: {e}", src.display())))?;
+                workbench_core::fsio::write_atomic(&out.join(f), &bytes).map_err(script_err)?;
+            }
+        }
+        Ok(())
+    }
+    /// The reference policy: the same weights with adapters switched off (no extra memory).
+    pub fn reference(m: &mut ScriptModel) -> ScriptModel {
+        derive(m, m.model.with_adapters(false))
+    }
+    /// Switches this model value's adapters off (other copies are unaffected).
+    pub fn disable_adapters(m: &mut ScriptModel) {
+        *m = derive(m, m.model.with_adapters(false));
+    }
+    /// Switches this model value's adapters back on.
+    pub fn enable_adapters(m: &mut ScriptModel) {
+        *m = derive(m, m.model.with_adapters(true));
+    }
+    /// Training mode on/off for this model value (LoRA dropout active in training mode).
+    pub fn train(m: &mut ScriptModel, on: bool) {
+        *m = derive(m, m.model.with_training(on));
+    }
+    /// Per-block activation checkpointing on/off for this model value: forwards keep only
+    /// block inputs and recompute the rest in `backward` (less memory, ~1 extra forward).
+    pub fn checkpointing(m: &mut ScriptModel, on: bool) {
+        *m = derive(m, m.model.with_checkpointing(on));
+    }
+    /// Seeds the LoRA dropout stream (`seed`, forwards already drawn = 0).
+    pub fn seed_dropout(m: &mut ScriptModel, seed: i64) {
+        let mut inner = (*m.model).clone();
+        inner.set_dropout_state(seed as u64, 0);
+        *m = derive(m, inner);
+    }
+    /// The trainable parameters (adapters, or every weight of a model loaded `trainable`) as
+    /// parameter Tensors, in the optimizer's order.
+    pub fn params(m: &mut ScriptModel) -> Array {
+        m.model
+            .trainable_vars()
+            .into_iter()
+            .map(|(_, v)| {
+                Dynamic::from(ScriptTensor {
+                    t: v.as_tensor().clone(),
+                    var: Some(v),
+                })
+            })
+            .collect()
+    }
+    /// Names of the trainable parameters (PEFT names for adapters).
+    pub fn param_names(m: &mut ScriptModel) -> Array {
+        m.model
+            .trainable_vars()
+            .into_iter()
+            .map(|(n, _)| Dynamic::from(n))
+            .collect()
+    }
+    /// Number of trainable scalars.
+    pub fn num_trainable(m: &mut ScriptModel) -> i64 {
+        m.model
+            .trainable_vars()
+            .iter()
+            .map(|(_, v)| v.elem_count() as i64)
+            .sum()
+    }
+    /// Whether the model has LoRA adapters and they are on.
+    #[rhai_fn(get = "adapters_enabled")]
+    pub fn adapters_enabled(m: &mut ScriptModel) -> bool {
+        m.model.adapters_enabled()
+    }
+}
+
+/// Registers the adapter and training-view functions.
+pub fn register(engine: &mut Engine) {
+    engine.register_global_module(exported_module!(adapters_api).into());
+}
