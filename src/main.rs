@@ -26,6 +26,8 @@ enum Command {
     Generate(Box<commands::generate::GenerateArgs>),
     /// Re-score a JSONL of completions with a task's rewards and evaluation parser.
     Score(commands::score::ScoreArgs),
+    /// Plot metrics of JSONL run logs: one panel per metric, one line per file (PNG or SVG).
+    Plot(commands::plot::PlotArgs),
     /// Generate the Rhai API reference (docs/api.md) from the registered functions.
     Doc(commands::doc::DocArgs),
 }
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Doc(args) => commands::doc::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Score(args) => commands::score::run(&args),
+        Command::Plot(args) => commands::plot::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
