@@ -12,7 +12,10 @@ use workbench_core::cancel;
 use crate::api;
 
 /// The `.rhai` files of `stdlib/`, embedded so imports work from any directory.
-pub const STDLIB: &[(&str, &str)] = &[("util", include_str!("../../stdlib/util.rhai"))];
+pub const STDLIB: &[(&str, &str)] = &[
+    ("util", include_str!("../../stdlib/util.rhai")),
+    ("rl", include_str!("../../stdlib/rl.rhai")),
+];
 
 /// Resolves `import "name"`: next to the importing script, then the folders of
 /// `WORKBENCH_PATH` (which may override the stdlib), then the embedded stdlib.

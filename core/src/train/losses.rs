@@ -400,3 +400,16 @@ pub fn entropy_filter(entropy: &Tensor, subset: &Tensor, tau: f64) -> Result<Ten
     }
     Ok(Tensor::from_vec(out, (b, l), entropy.device())?)
 }
+
+/// d1's completion mask over generated ids [B, L]: 1 up to and including the first `eos` of each
+/// row, 0 after it (rows without `eos` are all ones). Computed on the host; a constant.
+pub fn completion_mask(ids: &Tensor, eos: u32) -> Result<Tensor> {
+    let (b, l) = dims2(ids, "ids", "[B, L]")?;
+    let rows: Vec<Vec<u32>> = ids.to_dtype(DType::U32)?.to_vec2()?;
+    let mut out = Vec::with_capacity(b * l);
+    for row in rows {
+        let end = row.iter().position(|&t| t == eos).map_or(l, |i| i + 1);
+        out.extend((0..l).map(|i| if i < end { 1f32 } else { 0.0 }));
+    }
+    Ok(Tensor::from_vec(out, (b, l), ids.device())?)
+}

@@ -228,6 +228,14 @@ mod losses_api {
         };
         reduce_with(&loss, &mask, &mode, constant)
     }
+    /// d1's completion mask for generated ids [B, L]: 1.0 up to and including each row's
+    /// first `eos_id`, 0.0 after it (a row without EOS is all ones).
+    #[rhai_fn(return_raw)]
+    pub fn completion_mask(ids: ScriptTensor, eos_id: i64) -> RResult<ScriptTensor> {
+        wl::completion_mask(&ids.t, eos_id as u32)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
     /// Entropy `−Σ p log p` of `softmax(logits)` over the last dim (differentiable):
     /// `[..., V]` → `[...]`.
     #[rhai_fn(return_raw)]

@@ -29,6 +29,10 @@ pub struct Generation {
     pub trajectory: Option<Arc<Trajectory>>,
     /// Length of the padded prompt part of trajectory states.
     pub prompt_len: usize,
+    /// Per row, the final canvas: left padding ++ prompt ++ generation.
+    pub canvas: Vec<Vec<u32>>,
+    /// Per row, 1 for real tokens and 0 for left padding (same shape as `canvas`).
+    pub attention: Vec<Vec<u8>>,
 }
 
 /// A recorded trajectory (per step: input state, commits, prediction x̂0, confidences).
@@ -289,6 +293,7 @@ mod sampler_api {
             score: fnptr("score_fn")?,
         };
         let use_hooks = hooks.schedule.is_some() || hooks.score.is_some();
+        let attention = canvas.attention().to_vec();
         let out = sampler::generate_canvas(
             &model.model,
             canvas,
@@ -312,6 +317,8 @@ mod sampler_api {
             nfe: out.nfe,
             trajectory: out.trajectory.map(Arc::new),
             prompt_len: out.prompt_len,
+            canvas: out.canvas,
+            attention,
         })
     }
     /// Per row, the unpadded prompt ++ generation (arrays of ids).
@@ -328,6 +335,38 @@ mod sampler_api {
     #[rhai_fn(get = "texts", pure)]
     pub fn texts(g: &mut Generation) -> Array {
         g.texts.iter().map(|t| Dynamic::from(t.clone())).collect()
+    }
+    /// The final canvas [B, P + L] (u32): left padding ++ prompt ++ generation, as the
+    /// estimators take it.
+    #[rhai_fn(get = "canvas", return_raw)]
+    pub fn gen_canvas(g: &mut Generation) -> RResult<ScriptTensor> {
+        rows_tensor(&g.canvas, 0, None)
+    }
+    /// The left-padded prompts [B, P] (u32), P = `prompt_len`.
+    #[rhai_fn(get = "prompt_ids", return_raw)]
+    pub fn gen_prompt_ids(g: &mut Generation) -> RResult<ScriptTensor> {
+        rows_tensor(&g.canvas, 0, Some(g.prompt_len))
+    }
+    /// The generated regions [B, L] (u32).
+    #[rhai_fn(get = "completion_ids", return_raw)]
+    pub fn completion_ids(g: &mut Generation) -> RResult<ScriptTensor> {
+        rows_tensor(&g.canvas, g.prompt_len, None)
+    }
+    /// Key-padding mask [B, P + L] (u32: 1 real, 0 left padding) for the estimators'
+    /// `attention_mask` option.
+    #[rhai_fn(get = "attention_mask", return_raw)]
+    pub fn attention_mask(g: &mut Generation) -> RResult<ScriptTensor> {
+        let rows: Vec<Vec<u32>> = g
+            .attention
+            .iter()
+            .map(|r| r.iter().map(|&x| u32::from(x)).collect())
+            .collect();
+        rows_tensor(&rows, 0, None)
+    }
+    /// Length P of the padded prompt part of the canvas.
+    #[rhai_fn(get = "prompt_len")]
+    pub fn gen_prompt_len(g: &mut Generation) -> i64 {
+        g.prompt_len as i64
     }
     /// Number of forward passes the generation took.
     #[rhai_fn(get = "nfe", pure)]
@@ -380,6 +419,19 @@ mod sampler_api {
             .map(ScriptTensor::new)
             .map_err(script_err)
     }
+}
+
+/// Columns `[start, start + len)` (`len` None: to the end) of equal-length rows as a u32 tensor.
+fn rows_tensor(rows: &[Vec<u32>], start: usize, len: Option<usize>) -> RResult<ScriptTensor> {
+    let width = rows.first().map_or(0, Vec::len);
+    let len = len.unwrap_or(width.saturating_sub(start));
+    let flat: Vec<u32> = rows
+        .iter()
+        .flat_map(|r| r[start..start + len].iter().copied())
+        .collect();
+    candle_core::Tensor::from_vec(flat, (rows.len(), len), &candle_core::Device::Cpu)
+        .map(ScriptTensor::new)
+        .map_err(script_err)
 }
 
 /// Registers `generate`, `Generation` and `Trajectory`.
