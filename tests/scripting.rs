@@ -219,3 +219,18 @@ fn user_defined_tasks_are_maps_of_closures_with_the_task_methods() {
     let (ok, out, err) = run(&script("user_task.rhai"), &[], &[]);
     assert!(ok && out.contains("user-defined task: ok"), "{out}{err}");
 }
+
+#[test]
+fn lora_training_with_the_d1_estimator_lowers_the_loss_on_a_fixed_batch() {
+    let model = format!("model=\"{}\"", fixture("llada-tiny").display());
+    let (ok, out, err) = run(&script("train_d1.rhai"), &["--set", &model], &[]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("loss decreased"), "{out}");
+    // With too few steps to move, the script's own assertion must fire.
+    let (ok, out, _) = run(
+        &script("train_d1.rhai"),
+        &["--set", &model, "--set", "steps=1"],
+        &[],
+    );
+    assert!(!ok, "one step cannot lower the loss: {out}");
+}

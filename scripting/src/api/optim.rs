@@ -190,8 +190,7 @@ mod optim_api {
     /// default), `schedule` (`"constant"`, `"constant_with_warmup"`, `"linear"`, `"cosine"`, as
     /// the Hugging Face schedules), `warmup` (steps), `total_steps` (for linear and cosine),
     /// `min_lr_ratio` (cosine floor), `on_nonfinite` (`"error"` or `"skip"`).
-    ///
-    ///     let opt = adamw([w, b], #{ lr: 0.01, max_grad_norm: 1.0 });
+    /// Example: `let opt = adamw([w, b], #{ lr: 0.01, max_grad_norm: 1.0 });`
     #[rhai_fn(name = "adamw", return_raw)]
     pub fn adamw_params(params: Array, opts: Map) -> RResult<ScriptOptimizer> {
         build(param_vars(&params)?, &opts)
