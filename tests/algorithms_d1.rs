@@ -9,7 +9,8 @@ use std::process::Command;
 
 fn run(script: &str, sets: &[String]) -> (bool, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_workbench"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(["run", script]);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", script]);
     for s in sets {
         cmd.args(["--set", s]);
     }
@@ -58,7 +59,9 @@ fn check_run(script: &str, extra: &[&str], key_finite: &[&str]) -> Vec<serde_jso
     for (i, r) in recs.iter().enumerate() {
         assert_eq!(r["step"], i as i64 + 1);
         for k in key_finite {
-            let v = r[*k].as_f64().unwrap_or_else(|| panic!("{k} not finite: {r}"));
+            let v = r[*k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{k} not finite: {r}"));
             assert!(v.is_finite(), "{k} = {v}");
         }
     }
@@ -99,9 +102,15 @@ fn diffu_grpo_two_updates_move_the_adapters() {
         &["loss", "reward", "grad_norm", "kl", "clip_fraction"],
     );
     // Non-zero advantages: the length rewards vary within groups.
-    assert!(recs.iter().any(|r| r["flat_groups"].as_f64().unwrap() < 1.0));
+    assert!(recs
+        .iter()
+        .any(|r| r["flat_groups"].as_f64().unwrap() < 1.0));
     assert!(recs.iter().any(|r| r["grad_norm"].as_f64().unwrap() > 0.0));
-    assert!(recs[1]["acc"].is_number(), "evaluation every 2 updates: {}", recs[1]);
+    assert!(
+        recs[1]["acc"].is_number(),
+        "evaluation every 2 updates: {}",
+        recs[1]
+    );
 }
 
 #[test]
@@ -161,10 +170,17 @@ fn sft_two_updates_move_the_adapters() {
 fn unknown_keys_and_bad_values_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    for script in ["scripts/diffu_grpo.rhai", "scripts/cj_grpo.rhai", "scripts/sft.rhai"] {
+    for script in [
+        "scripts/diffu_grpo.rhai",
+        "scripts/cj_grpo.rhai",
+        "scripts/sft.rhai",
+    ] {
         // A misspelt hyperparameter stops the run.
         let (ok, _, err) = run(script, &sets(&["learning_rate=1e-5"], &out));
-        assert!(!ok && err.contains("learning_rate") && err.contains("unknown key"), "{script}: {err}");
+        assert!(
+            !ok && err.contains("learning_rate") && err.contains("unknown key"),
+            "{script}: {err}"
+        );
         // A value of the wrong type is refused before anything runs.
         let (ok, _, err) = run(script, &sets(&["lr=\"fast\""], &out));
         assert!(!ok && err.contains("--set lr"), "{script}: {err}");
@@ -177,10 +193,16 @@ fn unknown_keys_and_bad_values_are_refused_by_name() {
     assert!(!ok && err.contains("--set gen_length=20"), "{err}");
     let (ok, _, err) = run("scripts/cj_grpo.rhai", &sets(&["sampler=greedy"], &out));
     assert!(!ok && err.contains("--set sampler=greedy"), "{err}");
-    let (ok, _, err) = run("scripts/diffu_grpo.rhai", &sets(&["reward=vibes", "task=sudoku", "train_size=4"], &out));
+    let (ok, _, err) = run(
+        "scripts/diffu_grpo.rhai",
+        &sets(&["reward=vibes", "task=sudoku", "train_size=4"], &out),
+    );
     assert!(!ok && err.contains("--set reward=vibes"), "{err}");
     let (ok, _, err) = run("scripts/sft.rhai", &sets(&[], &out));
     assert!(!ok && err.contains("--set data="), "{err}");
     let (ok, _, err) = run("scripts/diffu_grpo.rhai", &sets(&["task=gsm8k"], &out));
-    assert!(!ok && err.contains("--set data=") && err.contains("gsm8k"), "{err}");
+    assert!(
+        !ok && err.contains("--set data=") && err.contains("gsm8k"),
+        "{err}"
+    );
 }
