@@ -15,6 +15,8 @@ use crate::api;
 pub const STDLIB: &[(&str, &str)] = &[
     ("util", include_str!("../../stdlib/util.rhai")),
     ("rl", include_str!("../../stdlib/rl.rhai")),
+    ("trainer", include_str!("../../stdlib/trainer.rhai")),
+    ("sft_data", include_str!("../../stdlib/sft_data.rhai")),
 ];
 
 /// Resolves `import "name"`: next to the importing script, then the folders of
