@@ -2,6 +2,7 @@
 //! advantages, diffusion pretraining/SFT losses, the optimizer, run logs and checkpoints.
 //! Every piece works on whole batches of tensors; scripts only orchestrate.
 
+pub mod checkpoint;
 pub mod estimators;
 pub mod losses;
 pub mod optim;

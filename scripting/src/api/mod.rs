@@ -1,7 +1,9 @@
 //! The Rhai-visible API, one module per core area. Each module exposes `register(engine)`.
 
 pub mod adapters;
+pub mod checkpoint;
 pub mod convert;
+pub mod data;
 pub mod estimators;
 pub mod io;
 pub mod losses;
@@ -26,4 +28,6 @@ pub fn register_all(engine: &mut Engine) {
     losses::register(engine);
     optim::register(engine);
     runlog::register(engine);
+    data::register(engine);
+    checkpoint::register(engine);
 }

@@ -33,8 +33,9 @@ impl ScriptTensor {
 pub struct ScriptRng {
     /// The seed it was created with.
     pub seed: i64,
-    /// The generator state.
-    pub rng: Arc<Mutex<rand::rngs::StdRng>>,
+    /// The generator state (ChaCha12, the same stream as `rand`'s `StdRng`), shared by copies of
+    /// the script value; `resume` replaces it in place.
+    pub rng: Arc<Mutex<rand_chacha::ChaCha12Rng>>,
 }
 
 /// Ids of every parameter scripts created (via `param` or a trainable model), so gradient
@@ -368,7 +369,9 @@ mod tensor_api {
     pub fn rng(seed: i64) -> ScriptRng {
         ScriptRng {
             seed,
-            rng: Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed as u64))),
+            rng: Arc::new(Mutex::new(rand_chacha::ChaCha12Rng::seed_from_u64(
+                seed as u64,
+            ))),
         }
     }
     /// The seed a generator was created with.
