@@ -7,10 +7,12 @@ pub mod io;
 pub mod losses;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod runlog;
 pub mod sampler;
 pub mod tasks;
 pub mod tensor;
+pub mod toy;
 
 use rhai::Engine;
 
@@ -26,4 +28,6 @@ pub fn register_all(engine: &mut Engine) {
     losses::register(engine);
     optim::register(engine);
     runlog::register(engine);
+    toy::register(engine);
+    plot::register(engine);
 }
