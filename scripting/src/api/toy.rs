@@ -228,18 +228,18 @@ mod tests {
         // The puzzle itself (givens right, blanks 0) scores 0.
         let p: Vec<i64> = digits_to_ids(puzzle).unwrap();
         assert_eq!(sudoku_cell_accuracy(&p, puzzle, solution), 0.0);
-        // One blank wrong out of 9 (the givens do not count, even when wrong).
+        // One blank wrong out of 8 (the givens do not count, even when wrong).
         let mut c = sol.clone();
-        c[1] = 3; // blank
+        c[2] = 3; // blank
         c[0] = 4; // given
         let blanks = puzzle.chars().filter(|&ch| ch == '0').count();
-        assert_eq!(blanks, 9);
-        assert!((sudoku_cell_accuracy(&c, puzzle, solution) - 8.0 / 9.0).abs() < 1e-12);
+        assert_eq!(blanks, 8);
+        assert!((sudoku_cell_accuracy(&c, puzzle, solution) - 7.0 / 8.0).abs() < 1e-12);
         // Mask / EOS ids never match.
         let mut m = sol;
-        m[1] = 5;
-        m[2] = 6;
-        assert!((sudoku_cell_accuracy(&m, puzzle, solution) - 7.0 / 9.0).abs() < 1e-12);
+        m[2] = 5;
+        m[5] = 6;
+        assert!((sudoku_cell_accuracy(&m, puzzle, solution) - 6.0 / 8.0).abs() < 1e-12);
     }
 
     #[test]
@@ -278,7 +278,7 @@ mod tests {
             .collect();
         assert_eq!(c, want);
         let t: Array = engine
-            .eval(r#"digit_texts(tensor([[1, 2, 7], [0, 4, 3]]))"#)
+            .eval(r#"digit_texts(tensor([[1, 2, 10], [0, 4, 3]]))"#)
             .unwrap();
         assert_eq!(t[0].clone().into_string().unwrap(), "12.");
         assert_eq!(t[1].clone().into_string().unwrap(), "043");
