@@ -8,6 +8,7 @@
 pub mod api;
 pub mod docs;
 pub mod engine;
+pub mod plot;
 pub mod repl;
 
 pub use engine::{new_engine, run_file};

@@ -9,10 +9,12 @@ pub mod io;
 pub mod losses;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod runlog;
 pub mod sampler;
 pub mod tasks;
 pub mod tensor;
+pub mod toy;
 
 use rhai::Engine;
 
@@ -30,4 +32,6 @@ pub fn register_all(engine: &mut Engine) {
     runlog::register(engine);
     data::register(engine);
     checkpoint::register(engine);
+    toy::register(engine);
+    plot::register(engine);
 }

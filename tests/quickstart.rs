@@ -1,0 +1,100 @@
+//! `scripts/quickstart.rhai` end to end at toy size (a few SFT and RL steps, 12 held-out
+//! puzzles): the pipeline runs and writes results.json, the run log and the reward plot. The
+//! accuracies are not checked here (the full run's numbers are in docs/quickstart.md).
+
+use std::process::Command;
+
+#[test]
+fn quickstart_runs_at_reduced_size_and_writes_results_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("qs");
+    let o = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("WORKBENCH_PATH")
+        .args(["run", "scripts/quickstart.rhai"])
+        .args(["--set", "d_model=32", "--set", "n_layers=1", "--set", "n_heads=2"])
+        .args(["--set", "mlp_hidden_size=64", "--set", "train_pool=50"])
+        .args(["--set", "eval_n=12", "--set", "sft_steps=3", "--set", "sft_batch=8"])
+        .args(["--set", "rl_steps=2", "--set", "prompts_per_step=3", "--set", "group=2"])
+        .args(["--set", "steps=4"])
+        .args(["--set", &format!("out={:?}", out.display().to_string())])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("after SFT (before)"), "{stdout}");
+    assert!(stdout.contains(&out.display().to_string()), "{stdout}");
+
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
+            .unwrap();
+    for key in ["before", "after", "seconds"] {
+        let v = r[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {r}"));
+        assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
+    }
+    assert!(r["before"].as_f64().unwrap() <= 1.0 && r["after"].as_f64().unwrap() <= 1.0);
+    assert_eq!(r["eval_puzzles"], 12);
+    assert_eq!(r["config"]["rl_steps"], 2);
+
+    // The run log: 3 SFT records then 2 RL records with a reward in [0, 1].
+    let log = std::fs::read_to_string(out.join("run.jsonl")).unwrap();
+    let recs: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 5, "{log}");
+    let rewards: Vec<f64> = recs.iter().filter_map(|r| r["reward"].as_f64()).collect();
+    assert_eq!(rewards.len(), 2, "{log}");
+    assert!(rewards.iter().all(|r| (0.0..=1.0).contains(r)), "{log}");
+
+    let png = std::fs::read(out.join("curves.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(png.len() > 1000);
+}
+
+#[test]
+fn rhai_plot_matches_the_cli_renderer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.jsonl");
+    let text: String = (0..6)
+        .map(|s| format!("{{\"step\":{s},\"reward\":{}}}\n", s as f64 / 6.0))
+        .collect();
+    std::fs::write(&log, text).unwrap();
+    let script = dir.path().join("p.rhai");
+    let svg_rhai = dir.path().join("a.svg");
+    std::fs::write(
+        &script,
+        format!(
+            "plot({:?}, [\"reward\"], {:?}, #{{ title: \"T\" }});\n\
+             let e = \"\";\n\
+             try {{ plot({:?}, [\"nope\"], {:?}); }} catch (x) {{ e = `${{x}}`; }}\n\
+             if !e.contains(\"metric 'nope' not found\") {{ throw e; }}",
+            log.display().to_string(),
+            svg_rhai.display().to_string(),
+            log.display().to_string(),
+            dir.path().join("b.png").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .arg("run")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg_cli = dir.path().join("c.svg");
+    let o = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .arg("plot")
+        .arg(&log)
+        .args(["--metrics", "reward", "--title", "T", "--out"])
+        .arg(&svg_cli)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&svg_rhai).unwrap(),
+        std::fs::read_to_string(&svg_cli).unwrap(),
+        "the Rhai plot and `workbench plot` must draw the same image"
+    );
+}
