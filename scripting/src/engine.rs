@@ -15,6 +15,8 @@ use crate::api;
 pub const STDLIB: &[(&str, &str)] = &[
     ("util", include_str!("../../stdlib/util.rhai")),
     ("rl", include_str!("../../stdlib/rl.rhai")),
+    ("mdpo_steps", include_str!("../../stdlib/mdpo_steps.rhai")),
+    ("hints", include_str!("../../stdlib/hints.rhai")),
 ];
 
 /// Resolves `import "name"`: next to the importing script, then the folders of

@@ -3,6 +3,7 @@
 //! Every piece works on whole batches of tensors; scripts only orchestrate.
 
 pub mod estimators;
+pub mod hints;
 pub mod losses;
 pub mod optim;
 pub mod runlog;

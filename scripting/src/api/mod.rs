@@ -3,6 +3,7 @@
 pub mod adapters;
 pub mod convert;
 pub mod estimators;
+pub mod hints;
 pub mod io;
 pub mod losses;
 pub mod model;
@@ -23,6 +24,7 @@ pub fn register_all(engine: &mut Engine) {
     sampler::register(engine);
     tasks::register(engine);
     estimators::register(engine);
+    hints::register(engine);
     losses::register(engine);
     optim::register(engine);
     runlog::register(engine);
