@@ -58,7 +58,7 @@ fn mdpo_trains_two_updates_with_finite_loss() {
     // With random weights nothing is ever correct; "correct" := the decoded x̂0 contains "e",
     // which varies across steps and rows, so advantages and gradients are non-zero.
     let mut sets = TINY.to_vec();
-    sets.extend(["task=gsm8k", "group=2", "sample_train_steps=2", "correct_contains=e"]);
+    sets.extend(["task=gsm8k", "group=2", "sample_train_steps=2", "correct_contains=\"e\""]);
     let (out, dir) = run("scripts/mdpo.rhai", &sets);
     let recs = log(&dir);
     assert_eq!(recs.len(), 2, "{out}");
@@ -82,7 +82,7 @@ fn mdpo_filter_writes_jsonl() {
             "gen_length=16",
             "steps=8",
             "block_length=16",
-            "correct_contains=e",
+            "correct_contains=\"e\"",
         ],
     );
     let text = std::fs::read_to_string(dir.path().join("run")).unwrap();
@@ -116,7 +116,7 @@ fn igpo_replaces_wrong_samples_with_correct_hinted_ones() {
         "mu=1",
         "max_replace=2",
         "hint_margin=4",
-        "correct_contains=~~~~~",
+        "correct_contains=\"~~~~~\"",
     ]);
     let (out, dir) = run("scripts/igpo.rhai", &sets);
     let recs = log(&dir);
