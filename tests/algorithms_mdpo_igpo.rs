@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-use workbench_core::train::hints::{revealed_count, seeded_hints, seeded_plan, stretch, HintConfig};
+use workbench_core::train::hints::{
+    revealed_count, seeded_hints, seeded_plan, stretch, HintConfig,
+};
 
 fn run(script: &str, sets: &[&str]) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -58,7 +60,12 @@ fn mdpo_trains_two_updates_with_finite_loss() {
     // With random weights nothing is ever correct; "correct" := the decoded x̂0 contains "e",
     // which varies across steps and rows, so advantages and gradients are non-zero.
     let mut sets = TINY.to_vec();
-    sets.extend(["task=gsm8k", "group=2", "sample_train_steps=2", "correct_contains=\"e\""]);
+    sets.extend([
+        "task=gsm8k",
+        "group=2",
+        "sample_train_steps=2",
+        "correct_contains=\"e\"",
+    ]);
     let (out, dir) = run("scripts/mdpo.rhai", &sets);
     let recs = log(&dir);
     assert_eq!(recs.len(), 2, "{out}");
@@ -68,8 +75,14 @@ fn mdpo_trains_two_updates_with_finite_loss() {
         assert_eq!(r["steps_recorded"], 8);
     }
     let (a, b) = (checksum(&out, "start"), checksum(&out, "end"));
-    assert!((a - b).abs() > 1e-6, "adapters did not move: {a} -> {b}\n{out}");
-    assert!(dir.path().join("run/adapter/adapter_model.safetensors").exists());
+    assert!(
+        (a - b).abs() > 1e-6,
+        "adapters did not move: {a} -> {b}\n{out}"
+    );
+    assert!(dir
+        .path()
+        .join("run/adapter/adapter_model.safetensors")
+        .exists());
 }
 
 #[test]
@@ -130,7 +143,10 @@ fn igpo_replaces_wrong_samples_with_correct_hinted_ones() {
         assert_eq!(r["all_wrong_after"], 0.0, "{r}");
     }
     let (a, b) = (checksum(&out, "start"), checksum(&out, "end"));
-    assert!((a - b).abs() > 1e-6, "adapters did not move: {a} -> {b}\n{out}");
+    assert!(
+        (a - b).abs() > 1e-6,
+        "adapters did not move: {a} -> {b}\n{out}"
+    );
 }
 
 #[test]
@@ -150,14 +166,26 @@ fn hint_builder_chunks_reveal_last_clamp_stretch_and_is_seeded() {
             assert!(p.trace_len - pos < 5, "only a short tail is dropped");
             let total = p.chunks.len();
             assert_eq!(p.revealed.len(), revealed_count(total, eta).max(1));
-            assert_eq!(*p.revealed.last().unwrap(), total - 1, "last chunk revealed");
+            assert_eq!(
+                *p.revealed.last().unwrap(),
+                total - 1,
+                "last chunk revealed"
+            );
             assert_eq!(p.stretch, 1.0, "a long trace is not stretched");
             let h = seeded_hints(&toks, 256, eta, &cfg, seed);
-            assert_eq!(h, seeded_hints(&toks, 256, eta, &cfg, seed), "same seed, same hints");
+            assert_eq!(
+                h,
+                seeded_hints(&toks, 256, eta, &cfg, seed),
+                "same seed, same hints"
+            );
             assert!(h.keys().all(|&k| k < 256 - 30));
             let (s, e) = p.chunks[total - 1];
             let last: Vec<u32> = h.values().rev().take(e - s).rev().copied().collect();
-            assert_eq!(last, toks[s..e].to_vec(), "the last chunk's tokens end the hints");
+            assert_eq!(
+                last,
+                toks[s..e].to_vec(),
+                "the last chunk's tokens end the hints"
+            );
         }
     }
     // A short trace is stretched, at most by 1.5, and the gaps grow accordingly.

@@ -157,8 +157,20 @@ pub fn build_hints<R: Rng>(
 }
 
 /// `plan_hints` with a generator seeded by `seed` (what `igpo_hints` uses per row).
-pub fn seeded_plan(n_tokens: usize, gen_length: usize, eta: f64, cfg: &HintConfig, seed: u64) -> HintPlan {
-    plan_hints(n_tokens, gen_length, eta, cfg, &mut StdRng::seed_from_u64(seed))
+pub fn seeded_plan(
+    n_tokens: usize,
+    gen_length: usize,
+    eta: f64,
+    cfg: &HintConfig,
+    seed: u64,
+) -> HintPlan {
+    plan_hints(
+        n_tokens,
+        gen_length,
+        eta,
+        cfg,
+        &mut StdRng::seed_from_u64(seed),
+    )
 }
 
 /// `build_hints` with a generator seeded by `seed`.
@@ -169,7 +181,13 @@ pub fn seeded_hints(
     cfg: &HintConfig,
     seed: u64,
 ) -> BTreeMap<usize, u32> {
-    build_hints(tokens, gen_length, eta, cfg, &mut StdRng::seed_from_u64(seed))
+    build_hints(
+        tokens,
+        gen_length,
+        eta,
+        cfg,
+        &mut StdRng::seed_from_u64(seed),
+    )
 }
 
 #[cfg(test)]

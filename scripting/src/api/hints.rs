@@ -18,12 +18,18 @@ fn usize_opt(opts: &Map, key: &str, default: usize) -> RResult<usize> {
             .as_int()
             .ok()
             .and_then(|i| usize::try_from(i).ok())
-            .ok_or_else(|| err(format!("igpo_hints: `{key}` must be a non-negative integer"))),
+            .ok_or_else(|| {
+                err(format!(
+                    "igpo_hints: `{key}` must be a non-negative integer"
+                ))
+            }),
     }
 }
 
 fn float_of(v: &Dynamic) -> Option<f64> {
-    v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64))
+    v.as_float()
+        .ok()
+        .or_else(|| v.as_int().ok().map(|i| i as f64))
 }
 
 fn tokens_of(tokens: &Array) -> RResult<Vec<u32>> {
@@ -63,18 +69,29 @@ mod hints_api {
             max_spacing: usize_opt(&opts, "max_spacing", d.max_spacing)?,
             max_stretch: match opts.get("max_stretch") {
                 None => d.max_stretch,
-                Some(v) => float_of(v).ok_or_else(|| err("igpo_hints: `max_stretch` must be a number"))?,
+                Some(v) => {
+                    float_of(v).ok_or_else(|| err("igpo_hints: `max_stretch` must be a number"))?
+                }
             },
         };
         let seed = match opts.get("seed") {
             None => 0,
-            Some(v) => v.as_int().map_err(|_| err("igpo_hints: `seed` must be an integer"))?,
+            Some(v) => v
+                .as_int()
+                .map_err(|_| err("igpo_hints: `seed` must be an integer"))?,
         };
         etas.iter()
             .enumerate()
             .map(|(i, e)| {
-                let eta = float_of(e).ok_or_else(|| err(format!("igpo_hints: eta {e} is not a number")))?;
-                let h = seeded_hints(&toks, gen_length, eta, &cfg, seed.wrapping_add(i as i64) as u64);
+                let eta = float_of(e)
+                    .ok_or_else(|| err(format!("igpo_hints: eta {e} is not a number")))?;
+                let h = seeded_hints(
+                    &toks,
+                    gen_length,
+                    eta,
+                    &cfg,
+                    seed.wrapping_add(i as i64) as u64,
+                );
                 let m: Map = h
                     .into_iter()
                     .map(|(off, t)| (off.to_string().into(), Dynamic::from(i64::from(t))))
@@ -143,7 +160,13 @@ mod tests {
         let b = hints_api::igpo_hints(toks, 96, etas, o).unwrap();
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
         let m = hints_api::hint_mask(a.clone(), 96).unwrap();
-        let n: u32 = m.t.to_dtype(candle_core::DType::U32).unwrap().sum_all().unwrap().to_scalar().unwrap();
+        let n: u32 =
+            m.t.to_dtype(candle_core::DType::U32)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
         let total: usize = a.iter().map(|h| h.clone().cast::<Map>().len()).sum();
         assert_eq!(n as usize, total);
         assert!(total > 0);
