@@ -17,6 +17,8 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("rl", include_str!("../../stdlib/rl.rhai")),
     ("trainer", include_str!("../../stdlib/trainer.rhai")),
     ("sft_data", include_str!("../../stdlib/sft_data.rhai")),
+    ("mdpo_steps", include_str!("../../stdlib/mdpo_steps.rhai")),
+    ("hints", include_str!("../../stdlib/hints.rhai")),
 ];
 
 /// Resolves `import "name"`: next to the importing script, then the folders of

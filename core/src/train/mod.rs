@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod estimators;
+pub mod hints;
 pub mod losses;
 pub mod optim;
 pub mod runlog;

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod convert;
 pub mod data;
 pub mod estimators;
+pub mod hints;
 pub mod io;
 pub mod losses;
 pub mod model;
@@ -27,6 +28,7 @@ pub fn register_all(engine: &mut Engine) {
     sampler::register(engine);
     tasks::register(engine);
     estimators::register(engine);
+    hints::register(engine);
     losses::register(engine);
     optim::register(engine);
     runlog::register(engine);

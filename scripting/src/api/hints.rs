@@ -1,0 +1,174 @@
+//! IGPO inpainting hints from scripts: `igpo_hints` (batch of hint maps from a reference
+//! solution's tokens), `hint_mask` (the hint positions as a tensor) and
+//! `reference_solution` (a task's full reference solution text, when the data has one).
+
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Engine, Map};
+use workbench_core::data::{Example, Origin};
+use workbench_core::train::hints::{seeded_hints, HintConfig};
+
+use super::convert::{dynamic_to_json, err, script_err, RResult};
+use super::tasks::ScriptTask;
+use super::tensor::ScriptTensor;
+
+fn usize_opt(opts: &Map, key: &str, default: usize) -> RResult<usize> {
+    match opts.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_int()
+            .ok()
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(|| {
+                err(format!(
+                    "igpo_hints: `{key}` must be a non-negative integer"
+                ))
+            }),
+    }
+}
+
+fn float_of(v: &Dynamic) -> Option<f64> {
+    v.as_float()
+        .ok()
+        .or_else(|| v.as_int().ok().map(|i| i as f64))
+}
+
+fn tokens_of(tokens: &Array) -> RResult<Vec<u32>> {
+    tokens
+        .iter()
+        .map(|v| {
+            v.as_int()
+                .ok()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(|| err(format!("igpo_hints: bad token id {v}")))
+        })
+        .collect()
+}
+
+#[export_module]
+mod hints_api {
+    use super::*;
+
+    /// IGPO hint maps, one per entry of `etas` (the hint ratios η, e.g. drawn from
+    /// U[0.2, 0.6]): the reference-solution `tokens` (array of ids) truncated to
+    /// `gen_length − margin`, cut into chunks of random size `min_chunk..=max_chunk` (short
+    /// tail dropped), `total − ⌊total·(1 − η)⌋` chunks revealed at random (the last always),
+    /// placed with gaps stretched by `clamp((gen_length − margin) / trace_len, 1, max_stretch)`
+    /// (each gap ≤ `max_spacing`). Options (IGPO's defaults): `seed` (0; row i draws from
+    /// `seed + i`), `margin` 30, `min_chunk` 5, `max_chunk` 10, `max_spacing` 100,
+    /// `max_stretch` 1.5. Returns an array of maps offset → token for `generate`'s `hints`.
+    #[rhai_fn(return_raw)]
+    pub fn igpo_hints(tokens: Array, gen_length: i64, etas: Array, opts: Map) -> RResult<Array> {
+        let toks = tokens_of(&tokens)?;
+        let gen_length = usize::try_from(gen_length)
+            .map_err(|_| err("igpo_hints: gen_length must be non-negative"))?;
+        let d = HintConfig::default();
+        let cfg = HintConfig {
+            margin: usize_opt(&opts, "margin", d.margin)?,
+            min_chunk: usize_opt(&opts, "min_chunk", d.min_chunk)?,
+            max_chunk: usize_opt(&opts, "max_chunk", d.max_chunk)?,
+            max_spacing: usize_opt(&opts, "max_spacing", d.max_spacing)?,
+            max_stretch: match opts.get("max_stretch") {
+                None => d.max_stretch,
+                Some(v) => {
+                    float_of(v).ok_or_else(|| err("igpo_hints: `max_stretch` must be a number"))?
+                }
+            },
+        };
+        let seed = match opts.get("seed") {
+            None => 0,
+            Some(v) => v
+                .as_int()
+                .map_err(|_| err("igpo_hints: `seed` must be an integer"))?,
+        };
+        etas.iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let eta = float_of(e)
+                    .ok_or_else(|| err(format!("igpo_hints: eta {e} is not a number")))?;
+                let h = seeded_hints(
+                    &toks,
+                    gen_length,
+                    eta,
+                    &cfg,
+                    seed.wrapping_add(i as i64) as u64,
+                );
+                let m: Map = h
+                    .into_iter()
+                    .map(|(off, t)| (off.to_string().into(), Dynamic::from(i64::from(t))))
+                    .collect();
+                Ok(Dynamic::from_map(m))
+            })
+            .collect()
+    }
+
+    /// The hint positions of `hints` (an array of maps offset → token, one per row) as a
+    /// `[B, gen_length]` u8 mask (1 = hint), e.g. the `subset` of `entropy_filter`.
+    #[rhai_fn(return_raw)]
+    pub fn hint_mask(hints: Array, gen_length: i64) -> RResult<ScriptTensor> {
+        let l = usize::try_from(gen_length).map_err(|_| err("hint_mask: bad gen_length"))?;
+        let mut flat = vec![0u8; hints.len() * l];
+        for (b, h) in hints.iter().enumerate() {
+            let m = h
+                .clone()
+                .try_cast::<Map>()
+                .ok_or_else(|| err("hint_mask: each entry must be a map offset → token"))?;
+            for k in m.keys() {
+                let off = k
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&o| o < l)
+                    .ok_or_else(|| err(format!("hint_mask: bad offset `{k}`")))?;
+                flat[b * l + off] = 1;
+            }
+        }
+        candle_core::Tensor::from_vec(flat, (hints.len(), l), &candle_core::Device::Cpu)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+
+    /// The full reference solution (reasoning trace) of a data row, e.g. GSM8K's `answer`
+    /// with `####` or MATH's `solution`, or `()` when the task's data has none (then use
+    /// `t.reference(row)`).
+    #[rhai_fn(return_raw)]
+    pub fn reference_solution(t: &mut ScriptTask, row: Dynamic) -> RResult<Dynamic> {
+        let ex = match dynamic_to_json(&row) {
+            serde_json::Value::Object(fields) => Example::new(fields, Origin::memory(0)),
+            _ => return Err(err("reference_solution: expected a data row (a map)")),
+        };
+        Ok(t.0
+            .reference_solution(&ex)
+            .map_or(Dynamic::UNIT, Dynamic::from))
+    }
+}
+
+/// Registers `igpo_hints`, `hint_mask` and `reference_solution`.
+pub fn register(engine: &mut Engine) {
+    engine.register_global_module(exported_module!(hints_api).into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hint_maps_are_seeded_and_masked() {
+        let toks: Array = (0..60).map(|i| Dynamic::from(100 + i as i64)).collect();
+        let etas: Array = vec![Dynamic::from(0.4_f64), Dynamic::from(0.6_f64)];
+        let mut o = Map::new();
+        o.insert("seed".into(), Dynamic::from(7_i64));
+        let a = hints_api::igpo_hints(toks.clone(), 96, etas.clone(), o.clone()).unwrap();
+        let b = hints_api::igpo_hints(toks, 96, etas, o).unwrap();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        let m = hints_api::hint_mask(a.clone(), 96).unwrap();
+        let n: u32 =
+            m.t.to_dtype(candle_core::DType::U32)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+        let total: usize = a.iter().map(|h| h.clone().cast::<Map>().len()).sum();
+        assert_eq!(n as usize, total);
+        assert!(total > 0);
+    }
+}
