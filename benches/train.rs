@@ -58,10 +58,17 @@ impl Step {
         )
         .unwrap();
         let (prompt, completion) = (ids(PROMPT, 1), ids(GEN, 2));
-        let old = logp_d1(&model.with_checkpointing(false), &prompt, &completion, 0.15, 1, None)
-            .unwrap()
-            .logp
-            .detach();
+        let old = logp_d1(
+            &model.with_checkpointing(false),
+            &prompt,
+            &completion,
+            0.15,
+            1,
+            None,
+        )
+        .unwrap()
+        .logp
+        .detach();
         let adv = Tensor::new(&[1f32, -1.0, 0.5, -0.5], &Device::Cpu).unwrap();
         Step {
             model,

@@ -12,10 +12,31 @@ fn quickstart_runs_at_reduced_size_and_writes_results_and_plot() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("WORKBENCH_PATH")
         .args(["run", "scripts/quickstart.rhai"])
-        .args(["--set", "d_model=32", "--set", "n_layers=1", "--set", "n_heads=2"])
+        .args([
+            "--set",
+            "d_model=32",
+            "--set",
+            "n_layers=1",
+            "--set",
+            "n_heads=2",
+        ])
         .args(["--set", "mlp_hidden_size=64", "--set", "train_pool=50"])
-        .args(["--set", "eval_n=12", "--set", "sft_steps=3", "--set", "sft_batch=8"])
-        .args(["--set", "rl_steps=2", "--set", "prompts_per_step=3", "--set", "group=2"])
+        .args([
+            "--set",
+            "eval_n=12",
+            "--set",
+            "sft_steps=3",
+            "--set",
+            "sft_batch=8",
+        ])
+        .args([
+            "--set",
+            "rl_steps=2",
+            "--set",
+            "prompts_per_step=3",
+            "--set",
+            "group=2",
+        ])
         .args(["--set", "steps=4"])
         .args(["--set", &format!("out={:?}", out.display().to_string())])
         .output()
@@ -27,10 +48,11 @@ fn quickstart_runs_at_reduced_size_and_writes_results_and_plot() {
     assert!(stdout.contains(&out.display().to_string()), "{stdout}");
 
     let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     for key in ["before", "after", "seconds"] {
-        let v = r[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {r}"));
+        let v = r[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {r}"));
         assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
     }
     assert!(r["before"].as_f64().unwrap() <= 1.0 && r["after"].as_f64().unwrap() <= 1.0);

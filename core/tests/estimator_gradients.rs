@@ -60,7 +60,10 @@ fn objectives() -> Vec<(&'static str, Objective)> {
     let prompt = t2(&[&[5, 17, 230, 8], &[42, 7, 3, 11]]);
     let completion = t2(&[&[20, 21, 994, 994], &[30, 31, 32, 994]]);
     let full = Tensor::cat(&[&prompt, &completion], 1).unwrap();
-    let state = t2(&[&[5, 17, 230, 8, 20, MASK, MASK, MASK], &[42, 7, 3, 11, MASK, 31, MASK, MASK]]);
+    let state = t2(&[
+        &[5, 17, 230, 8, 20, MASK, MASK, MASK],
+        &[42, 7, 3, 11, MASK, 31, MASK, MASK],
+    ]);
     let committed = t2(&[&[0, 0, 0, 0, 0, 1, 0, 1], &[0, 0, 0, 0, 1, 0, 0, 0]]);
     let sum = |t: Tensor| -> Result<Tensor> { Ok(t.sum_all()?) };
     let (p, c, f, s, k) = (

@@ -68,7 +68,8 @@ fn opt_seed(opts: &Map, what: &str) -> RResult<u64> {
 }
 
 fn opt_attention(opts: &Map, what: &str) -> RResult<Option<Tensor>> {
-    opts.get("attention_mask").filter(|v| !v.is_unit())
+    opts.get("attention_mask")
+        .filter(|v| !v.is_unit())
         .map(|v| tensor_arg(v, &format!("{what}: attention_mask")))
         .transpose()
 }

@@ -92,10 +92,7 @@ fn field(row: &Dynamic, names: &[&str], i: usize, what: &str) -> RResult<String>
             });
         }
     }
-    Err(err(format!(
-        "{what}: row {i} has no `{}` field",
-        names[0]
-    )))
+    Err(err(format!("{what}: row {i} has no `{}` field", names[0])))
 }
 
 #[export_module]
@@ -181,7 +178,9 @@ fn for_each_scored(
     mut f: impl FnMut(&[i64], &str, &str),
 ) -> RResult<()> {
     if group < 1 {
-        return Err(err(format!("{what}: group must be at least 1, found {group}")));
+        return Err(err(format!(
+            "{what}: group must be at least 1, found {group}"
+        )));
     }
     let comps = id_rows(&completions, &format!("{what}: completions"))?;
     let g = group as usize;
