@@ -251,10 +251,10 @@ pub fn clipped_surrogate(
         );
     }
     let adv = to_f32(adv, "adv")?.detach();
-    let adv = match adv.dims() {
-        &[n] if n == b => adv.reshape((b, 1))?,
-        &[n, 1] if n == b => adv,
-        &[n, m] if n == b && m == l => adv,
+    let adv = match *adv.dims() {
+        [n] if n == b => adv.reshape((b, 1))?,
+        [n, 1] if n == b => adv,
+        [n, m] if n == b && m == l => adv,
         _ => bail!(
             "`adv` must be [B], [B, 1] or [B, L] for logp {}: found {}",
             dims_of(logp),

@@ -89,9 +89,9 @@ pub fn sft_loss(
         if len == 0 {
             bail!("row {r} of answer_mask has no answer token");
         }
-        for j in 0..t {
+        for (j, &is_answer) in row.iter().enumerate() {
             let i = r * t + j;
-            masked[i] &= row[j];
+            masked[i] &= is_answer;
             w[i] = 1.0 / noise.p_mask[r] / len as f64 / b as f64;
         }
     }
