@@ -11,25 +11,11 @@ use workbench_core::train::sft;
 
 use super::convert::{check_keys, err, script_err, RResult};
 use super::model::ScriptModel;
-use super::tensor::{from_nested, ScriptTensor};
+use super::tensor::ScriptTensor;
 
-/// A Tensor argument, or a nested array turned into one (a flat array becomes one row).
+/// A Tensor argument, or a nested array of ids turned into one (a flat array becomes one row).
 fn tensor_arg(v: &Dynamic, what: &str) -> RResult<Tensor> {
-    if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
-        return Ok(t.t);
-    }
-    if let Some(a) = v.clone().try_cast::<Array>() {
-        let t = from_nested(&a)?;
-        return if t.rank() == 1 {
-            t.unsqueeze(0).map_err(script_err)
-        } else {
-            Ok(t)
-        };
-    }
-    Err(err(format!(
-        "{what} must be a Tensor or a (nested) array of ids, found {}",
-        v.type_name()
-    )))
+    super::model::ids_tensor(v, what)
 }
 
 fn opt_f64(opts: &Map, key: &str, default: f64, what: &str) -> RResult<f64> {

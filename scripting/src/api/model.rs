@@ -28,7 +28,8 @@ pub struct ScriptModel {
 #[derive(Clone)]
 pub struct ScriptTokenizer(pub Arc<Tokenizer>);
 
-fn ids_tensor(v: &Dynamic, what: &str) -> RResult<candle_core::Tensor> {
+/// A Tensor argument, or a nested array of ids turned into one (a flat array becomes one row).
+pub(crate) fn ids_tensor(v: &Dynamic, what: &str) -> RResult<candle_core::Tensor> {
     if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
         return Ok(t.t);
     }
