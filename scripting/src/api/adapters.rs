@@ -8,7 +8,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::model::{lora::TARGETS, LoraConfig};
 
-use super::convert::{check_keys, err, opt_bool, script_err, RResult};
+use super::convert::{check_keys, err, opt_bool, opt_f64, script_err, RResult};
 use super::model::ScriptModel;
 use super::tensor::{register_param, ScriptTensor};
 
@@ -21,16 +21,6 @@ fn derive(m: &ScriptModel, model: workbench_core::model::Llada) -> ScriptModel {
         model: Arc::new(model),
         tokenizer: m.tokenizer.clone(),
         dir: m.dir.clone(),
-    }
-}
-
-fn num(opts: &Map, key: &str, default: f64) -> RResult<f64> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_float()
-            .or_else(|_| v.as_int().map(|i| i as f64))
-            .map_err(|_| err(format!("add_lora: `{key}` must be a number, found {v}"))),
     }
 }
 
@@ -68,12 +58,12 @@ mod adapters_api {
                 .collect::<RResult<Vec<String>>>()?,
         };
         let cfg = LoraConfig {
-            r: num(&opts, "r", d.r as f64)? as usize,
-            alpha: num(&opts, "alpha", d.alpha)?,
-            dropout: num(&opts, "dropout", d.dropout)?,
+            r: opt_f64(&opts, "r", d.r as f64, "add_lora")? as usize,
+            alpha: opt_f64(&opts, "alpha", d.alpha, "add_lora")?,
+            dropout: opt_f64(&opts, "dropout", d.dropout, "add_lora")?,
             targets,
             rslora: opt_bool(&opts, "rslora", false)?,
-            seed: num(&opts, "seed", 0.0)? as u64,
+            seed: opt_f64(&opts, "seed", 0.0, "add_lora")? as u64,
         };
         let model = m.model.add_lora(&cfg).map_err(script_err)?;
         Ok(derive(m, model))

@@ -86,6 +86,18 @@ pub fn opt_str(opts: &Map, key: &str, default: &str) -> RResult<String> {
     }
 }
 
+/// Reads an optional numeric option (float or integer) of a map, with a default; `what` names
+/// the function in the error.
+pub fn opt_f64(opts: &Map, key: &str, default: f64, what: &str) -> RResult<f64> {
+    match opts.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_float()
+            .or_else(|_| v.as_int().map(|i| i as f64))
+            .map_err(|_| err(format!("{what}: `{key}` must be a number, found {v}"))),
+    }
+}
+
 /// Reads an optional bool option of a map, with a default.
 pub fn opt_bool(opts: &Map, key: &str, default: bool) -> RResult<bool> {
     match opts.get(key) {

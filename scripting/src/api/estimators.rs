@@ -9,23 +9,13 @@ use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::train::estimators::{self as est, Estimate};
 use workbench_core::train::sft;
 
-use super::convert::{check_keys, err, script_err, RResult};
+use super::convert::{check_keys, err, opt_f64, script_err, RResult};
 use super::model::ScriptModel;
 use super::tensor::ScriptTensor;
 
 /// A Tensor argument, or a nested array of ids turned into one (a flat array becomes one row).
 fn tensor_arg(v: &Dynamic, what: &str) -> RResult<Tensor> {
     super::model::ids_tensor(v, what)
-}
-
-fn opt_f64(opts: &Map, key: &str, default: f64, what: &str) -> RResult<f64> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_float()
-            .or_else(|_| v.as_int().map(|i| i as f64))
-            .map_err(|_| err(format!("{what}: `{key}` must be a number, found {v}"))),
-    }
 }
 
 fn opt_usize(opts: &Map, key: &str, default: usize, what: &str) -> RResult<usize> {

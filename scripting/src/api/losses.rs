@@ -5,20 +5,10 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::train::losses::{self as wl, KlKind, Normalise, RatioLevel, Reduction};
 
-use super::convert::{check_keys, err, opt_bool, opt_str, script_err, RResult};
+use super::convert::{check_keys, err, opt_bool, opt_f64, opt_str, script_err, RResult};
 use super::tensor::{from_nested, ScriptTensor};
 
 /// Reads an optional number option (integer or float) of a map, with a default.
-fn opt_f64(opts: &Map, key: &str, default: f64) -> RResult<f64> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_float()
-            .or_else(|_| v.as_int().map(|i| i as f64))
-            .map_err(|_| err(format!("option `{key}` must be a number, found {v}"))),
-    }
-}
-
 /// A tensor from a script value that is either a Tensor or a (nested) array of numbers.
 fn tensor_arg(v: &Dynamic, what: &str) -> RResult<candle_core::Tensor> {
     if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
@@ -43,7 +33,7 @@ fn group_adv(rewards: &Dynamic, group: i64, opts: &Map) -> RResult<ScriptTensor>
     let group = non_negative(group, "group_advantages: group")?;
     let norm = if opt_bool(opts, "std", false)? {
         Normalise::Std {
-            eps: opt_f64(opts, "eps", 1e-4)?,
+            eps: opt_f64(opts, "eps", 1e-4, "group_advantages")?,
         }
     } else {
         Normalise::None
@@ -61,8 +51,8 @@ fn clipped(
     opts: &Map,
 ) -> RResult<Map> {
     check_keys(opts, &["eps_low", "eps_high", "level"], "clipped_loss")?;
-    let eps_low = opt_f64(opts, "eps_low", 0.2)?;
-    let eps_high = opt_f64(opts, "eps_high", 0.2)?;
+    let eps_low = opt_f64(opts, "eps_low", 0.2, "clipped_loss")?;
+    let eps_high = opt_f64(opts, "eps_high", 0.2, "clipped_loss")?;
     let level = match opt_str(opts, "level", "token")?.as_str() {
         "token" => RatioLevel::Token,
         "sequence" | "seq" => RatioLevel::Sequence,
@@ -142,7 +132,7 @@ mod losses_api {
     pub fn mdpo_advantages2(rewards: Dynamic, opts: Map) -> RResult<ScriptTensor> {
         check_keys(&opts, &["eps"], "mdpo_advantages")?;
         let r = tensor_arg(&rewards, "mdpo_advantages: rewards")?;
-        let eps = opt_f64(&opts, "eps", 1e-4)?;
+        let eps = opt_f64(&opts, "eps", 1e-4, "mdpo_advantages")?;
         wl::mdpo_step_advantages(&r, eps)
             .map(ScriptTensor::new)
             .map_err(script_err)
@@ -222,7 +212,7 @@ mod losses_api {
         check_keys(&opts, &["mode", "constant"], "reduce_loss")?;
         let mode = opt_str(&opts, "mode", "token_mean")?;
         let constant = if opts.contains_key("constant") {
-            Some(opt_f64(&opts, "constant", 0.0)?)
+            Some(opt_f64(&opts, "constant", 0.0, "reduce_loss")?)
         } else {
             None
         };
