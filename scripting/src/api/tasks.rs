@@ -8,13 +8,15 @@ use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::data::{Example, Origin};
 use workbench_core::tasks::{task_by_name, PromptStyle, Task};
 
-use super::convert::{dynamic_to_json, err, json_to_dynamic, script_err, RResult};
+use super::convert::{
+    check_keys, dynamic_to_json, err, json_to_dynamic, opt_f64, script_err, RResult,
+};
 
 /// A task (prompts, answer extraction, rewards).
 #[derive(Clone)]
 pub struct ScriptTask(pub Arc<dyn Task>);
 
-fn example_of(row: &Dynamic) -> RResult<Example> {
+pub(crate) fn example_of(row: &Dynamic) -> RResult<Example> {
     match dynamic_to_json(row) {
         serde_json::Value::Object(fields) => Ok(Example::new(fields, Origin::memory(0))),
         _ => Err(err(format!(
@@ -130,9 +132,43 @@ mod tasks_api {
     /// `#{ input, output, expression }` like the shipped test set.
     #[rhai_fn(return_raw)]
     pub fn countdown_problems(seed: i64, n: i64) -> RResult<Array> {
-        let opts = workbench_core::tasks::countdown::CountdownOptions::default();
-        let ps = workbench_core::tasks::countdown::generate(seed as u64, n.max(0) as usize, &opts)
-            .map_err(script_err)?;
+        countdown_problems_with(seed, n, Map::new())
+    }
+    /// `countdown_problems` with generator options (d1's defaults): `count` (numbers per
+    /// problem, 3; 2–6), `min_number` (1), `max_number` (100), `min_target` (1),
+    /// `max_target` (100). E.g. a toy set: `countdown_problems(0, 1000, #{ max_number: 20 })`.
+    #[rhai_fn(name = "countdown_problems", return_raw)]
+    pub fn countdown_problems_with(seed: i64, n: i64, opts: Map) -> RResult<Array> {
+        use workbench_core::tasks::countdown::CountdownOptions;
+        let what = "countdown_problems";
+        check_keys(
+            &opts,
+            &[
+                "count",
+                "min_number",
+                "max_number",
+                "min_target",
+                "max_target",
+            ],
+            what,
+        )?;
+        let d = CountdownOptions::default();
+        let int = |k: &str, dflt: i64| -> RResult<i64> {
+            let v = opt_f64(&opts, k, dflt as f64, what)?;
+            if v.fract() != 0.0 {
+                return Err(err(format!("{what}: `{k}` must be an integer, found {v}")));
+            }
+            Ok(v as i64)
+        };
+        let o = CountdownOptions {
+            count: int("count", d.count as i64)?.max(0) as usize,
+            min_number: int("min_number", d.min_number)?,
+            max_number: int("max_number", d.max_number)?,
+            min_target: int("min_target", d.min_target)?,
+            max_target: int("max_target", d.max_target)?,
+        };
+        let ps = workbench_core::tasks::countdown::generate(seed as u64, n.max(0) as usize, &o)
+            .map_err(|e| err(format!("{what}: {e}")))?;
         Ok(ps
             .iter()
             .enumerate()

@@ -1,13 +1,16 @@
-//! Helpers for token-level toy tasks on models without a tokenizer (`new_model`): digit
-//! strings ↔ token-id arrays (token id = digit value) and Sudoku cell accuracy of generated ids,
-//! computed in Rust so scripts never loop over tokens. Used by `scripts/quickstart.rhai`.
+//! Helpers for token-level toy tasks on models without a tokenizer (`new_model`): digit and
+//! character strings ↔ token-id arrays, Sudoku cell accuracy and Countdown rewards of generated
+//! ids, computed in Rust so scripts never loop over tokens. Used by `scripts/quickstart.rhai`
+//! and `scripts/experiments/toy_compare.rhai`.
 
 use rhai::plugin::*;
-use rhai::{Array, Dynamic, Engine};
+use rhai::{Array, Dynamic, Engine, Map};
+use workbench_core::tasks::countdown::{eval_expression, expr::close_to, uses_exactly, Problem};
 use workbench_core::tasks::sudoku::cell_accuracy;
 
-use super::convert::{err, script_err, RResult};
-use super::tensor::{from_nested, ScriptTensor};
+use super::convert::{check_keys, err, opt_str, script_err, RResult};
+use super::tasks::example_of;
+use super::tensor::ScriptTensor;
 
 /// Token ids of a digit string: `'0'..='9'` → 0..=9.
 pub fn digits_to_ids(text: &str) -> Result<Vec<i64>, String> {
@@ -53,15 +56,92 @@ pub fn sudoku_cell_rewards(completion: &[i64], puzzle: &str, solution: &str) -> 
         .collect()
 }
 
+/// The character vocabulary of the toy Countdown (`char_ids`/`char_texts`): digits, the four
+/// operators, parentheses, `,` between the numbers and `:` before the target. Token id = index;
+/// a model for it needs `vocab_size` ≥ 20 (18 = mask, 19 = EOS/pad by convention).
+pub const COUNTDOWN_ALPHABET: &str = "0123456789+-*/(),:";
+
+/// Token ids of `text` over `alphabet` (id = the character's index).
+pub fn chars_to_ids(text: &str, alphabet: &[char]) -> Result<Vec<i64>, String> {
+    text.chars()
+        .map(|c| {
+            alphabet
+                .iter()
+                .position(|a| *a == c)
+                .map(|i| i as i64)
+                .ok_or_else(|| {
+                    format!(
+                        "char_ids: `{c}` in \"{text}\" is not in the alphabet \"{}\"",
+                        alphabet.iter().collect::<String>()
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The text of token ids over `alphabet`, up to (not including) the first id outside it (the
+/// mask, EOS or padding ends a completion).
+pub fn ids_to_chars(ids: &[i64], alphabet: &[char]) -> String {
+    ids.iter()
+        .map_while(|&i| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| alphabet.get(i).copied())
+        })
+        .collect()
+}
+
+/// The toy Countdown reward of a completion (ids over [`COUNTDOWN_ALPHABET`]): its text up to
+/// the first non-character id is the expression; 1.0 when it uses exactly `numbers` and
+/// evaluates to `target`, 0.1 when it uses exactly the numbers but misses (d1's format credit),
+/// else 0.0.
+pub fn countdown_toy_reward(completion: &[i64], numbers: &[i64], target: i64) -> f64 {
+    let alphabet: Vec<char> = COUNTDOWN_ALPHABET.chars().collect();
+    let expr = ids_to_chars(completion, &alphabet);
+    if !uses_exactly(&expr, numbers) {
+        return 0.0;
+    }
+    match eval_expression(&expr) {
+        Some(v) if close_to(v, target) => 1.0,
+        _ => 0.1,
+    }
+}
+
+/// The toy task of a name: `"sudoku"` or `"countdown"`.
+fn toy_task(name: &str, what: &str) -> RResult<bool> {
+    match name {
+        "sudoku" => Ok(true),
+        "countdown" => Ok(false),
+        _ => Err(err(format!(
+            "{what}: unknown toy task \"{name}\" (expected \"sudoku\" or \"countdown\")"
+        ))),
+    }
+}
+
 /// Rows of ids from a `[B, L]` Tensor or an array of arrays of integers.
 fn id_rows(v: &Dynamic, what: &str) -> RResult<Vec<Vec<i64>>> {
     let t = if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
         t.t
     } else if let Some(a) = v.clone().try_cast::<Array>() {
-        if a.is_empty() {
-            return Ok(Vec::new());
-        }
-        from_nested(&a)?
+        // Rows of ids may differ in length (e.g. unpadded reference answers).
+        return a
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let r = row.clone().into_array().map_err(|t| {
+                    err(format!(
+                        "{what}: row {i} must be an array of ids, found {t}"
+                    ))
+                })?;
+                r.iter()
+                    .map(|x| {
+                        x.as_int().map_err(|t| {
+                            err(format!("{what}: row {i} holds a {t}, expected integer ids"))
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
     } else {
         return Err(err(format!(
             "{what} must be a Tensor [B, L] or an array of arrays of ids, found {}",
@@ -98,6 +178,152 @@ fn field(row: &Dynamic, names: &[&str], i: usize, what: &str) -> RResult<String>
 #[export_module]
 mod toy_api {
     use super::*;
+
+    /// The toy Countdown's character vocabulary, `"0123456789+-*/(),:"` (token id = index;
+    /// use mask id 18 and EOS 19 with `vocab_size` 20).
+    pub fn countdown_alphabet() -> String {
+        COUNTDOWN_ALPHABET.to_string()
+    }
+    /// Token ids of each string of `texts` over a character vocabulary. Options: `alphabet`
+    /// (required; id = index), `length` (pad every row to this many ids; longer texts are an
+    /// error), `pad` (the padding id, required with `length`), `align` (`"left"`: text first,
+    /// padding after — answers; `"right"`: padding first — prompts). Returns arrays of ids.
+    #[rhai_fn(return_raw)]
+    pub fn char_ids(texts: Array, opts: Map) -> RResult<Array> {
+        let what = "char_ids";
+        check_keys(&opts, &["alphabet", "length", "pad", "align"], what)?;
+        let alphabet: Vec<char> = opt_str(&opts, "alphabet", "")?.chars().collect();
+        if alphabet.is_empty() {
+            return Err(err("char_ids: `alphabet` (a non-empty string) is required"));
+        }
+        let length = match opts.get("length") {
+            None => None,
+            Some(v) => Some(
+                v.as_int()
+                    .map_err(|_| err("char_ids: `length` must be an integer"))?,
+            ),
+        };
+        let pad = match opts.get("pad") {
+            None => None,
+            Some(v) => Some(
+                v.as_int()
+                    .map_err(|_| err("char_ids: `pad` must be an integer id"))?,
+            ),
+        };
+        let align = opt_str(&opts, "align", "left")?;
+        if align != "left" && align != "right" {
+            return Err(err(format!(
+                "char_ids: `align` must be \"left\" or \"right\", found \"{align}\""
+            )));
+        }
+        if length.is_some() && pad.is_none() {
+            return Err(err("char_ids: `length` needs a `pad` id"));
+        }
+        texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let s = t.into_string().map_err(|ty| {
+                    err(format!("char_ids: text {i}: expected a string, found {ty}"))
+                })?;
+                let mut ids = chars_to_ids(&s, &alphabet).map_err(err)?;
+                if let (Some(n), Some(p)) = (length, pad) {
+                    let n = n.max(0) as usize;
+                    if ids.len() > n {
+                        return Err(err(format!(
+                            "char_ids: text {i} \"{s}\" has {} characters, more than `length` {n}",
+                            ids.len()
+                        )));
+                    }
+                    let fill = std::iter::repeat_n(p, n - ids.len());
+                    ids = if align == "left" {
+                        ids.into_iter().chain(fill).collect()
+                    } else {
+                        fill.chain(ids).collect()
+                    };
+                }
+                Ok(Dynamic::from_array(
+                    ids.into_iter().map(Dynamic::from).collect(),
+                ))
+            })
+            .collect()
+    }
+    /// The text of each row of ids `[B, L]` (Tensor or arrays) over `alphabet`, up to the first
+    /// id outside it (mask, EOS, padding).
+    #[rhai_fn(return_raw)]
+    pub fn char_texts(ids: Dynamic, alphabet: &str) -> RResult<Array> {
+        let a: Vec<char> = alphabet.chars().collect();
+        Ok(id_rows(&ids, "char_texts: ids")?
+            .iter()
+            .map(|r| Dynamic::from(ids_to_chars(r, &a)))
+            .collect())
+    }
+    /// Rewards of grouped toy completions (completion i answers `rows[i / group]`): for
+    /// `"sudoku"` the cell accuracy (rows `Puzzle`/`Solution`, 16 digit ids per completion),
+    /// for `"countdown"` the toy Countdown reward over `countdown_alphabet()` (rows
+    /// `input`/`output`: 1.0 correct, 0.1 the right numbers but a wrong value, else 0.0).
+    /// A reward of 1.0 means solved. Returns one float per completion.
+    #[rhai_fn(return_raw)]
+    pub fn toy_rewards(
+        task: &str,
+        completions: Dynamic,
+        rows: Array,
+        group: i64,
+    ) -> RResult<Array> {
+        if toy_task(task, "toy_rewards")? {
+            return cell_accuracy_grouped(completions, rows, group);
+        }
+        let what = "toy_rewards";
+        if group < 1 {
+            return Err(err(format!(
+                "{what}: group must be at least 1, found {group}"
+            )));
+        }
+        let comps = id_rows(&completions, &format!("{what}: completions"))?;
+        let g = group as usize;
+        if comps.len() != rows.len() * g {
+            return Err(err(format!(
+                "{what}: {} completions for {} rows × group {g} (expected {})",
+                comps.len(),
+                rows.len(),
+                rows.len() * g
+            )));
+        }
+        let problems = rows
+            .iter()
+            .map(|r| {
+                example_of(r).and_then(|e| {
+                    Problem::from_example(&e).map_err(|e| err(format!("{what}: {e}")))
+                })
+            })
+            .collect::<RResult<Vec<_>>>()?;
+        Ok(comps
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let p = &problems[i / g];
+                Dynamic::from(countdown_toy_reward(c, &p.numbers, p.target))
+            })
+            .collect())
+    }
+    /// The reference answer of a toy row as token ids: the Sudoku `Solution` digits, or the
+    /// Countdown `expression` (spaces removed) over `countdown_alphabet()`. IGPO's hints are
+    /// cut from it.
+    #[rhai_fn(return_raw)]
+    pub fn toy_answer(task: &str, row: Dynamic) -> RResult<Array> {
+        let sudoku = toy_task(task, "toy_answer")?;
+        let text = if sudoku {
+            field(&row, &["Solution", "solution"], 0, "toy_answer")?
+        } else {
+            field(&row, &["expression"], 0, "toy_answer")?.replace(' ', "")
+        };
+        let ids = if sudoku {
+            digits_to_ids(&text).map_err(err)?
+        } else {
+            chars_to_ids(&text, &COUNTDOWN_ALPHABET.chars().collect::<Vec<_>>()).map_err(err)?
+        };
+        Ok(ids.into_iter().map(Dynamic::from).collect())
+    }
 
     /// Token ids of a digit string (`'0'..='9'` → 0..=9), e.g. a Sudoku `Puzzle`:
     /// `digit_ids("3102")` is `[3, 1, 0, 2]`.
@@ -216,6 +442,25 @@ mod tests {
         assert_eq!(ids_to_digits(&[3, 1, 0, 2]), "3102");
         assert_eq!(ids_to_digits(&[5, 10, -1, 9]), "5..9");
         assert!(digits_to_ids("12a").unwrap_err().contains("`a`"));
+    }
+
+    #[test]
+    fn chars_round_trip_and_countdown_reward_grades() {
+        let a: Vec<char> = COUNTDOWN_ALPHABET.chars().collect();
+        let ids = chars_to_ids("(12+5)*3", &a).unwrap();
+        assert_eq!(ids, vec![14, 1, 2, 10, 5, 15, 12, 3]);
+        // the text ends at the first id outside the alphabet (EOS 19, mask 18)
+        let mut padded = ids.clone();
+        padded.extend([19, 4, 19]);
+        assert_eq!(ids_to_chars(&padded, &a), "(12+5)*3");
+        assert!(chars_to_ids("1 2", &a).unwrap_err().contains("` `"));
+        let solved = chars_to_ids("(12+5)*3", &a).unwrap();
+        assert_eq!(countdown_toy_reward(&solved, &[12, 5, 3], 51), 1.0);
+        let wrong = chars_to_ids("12+5*3", &a).unwrap(); // 27: right numbers, wrong value
+        assert_eq!(countdown_toy_reward(&wrong, &[12, 5, 3], 51), 0.1);
+        let missing = chars_to_ids("12+5", &a).unwrap();
+        assert_eq!(countdown_toy_reward(&missing, &[12, 5, 3], 51), 0.0);
+        assert_eq!(countdown_toy_reward(&[18, 18], &[12, 5, 3], 51), 0.0);
     }
 
     #[test]
