@@ -274,21 +274,7 @@ mod toy_api {
             return cell_accuracy_grouped(completions, rows, group);
         }
         let what = "toy_rewards";
-        if group < 1 {
-            return Err(err(format!(
-                "{what}: group must be at least 1, found {group}"
-            )));
-        }
-        let comps = id_rows(&completions, &format!("{what}: completions"))?;
-        let g = group as usize;
-        if comps.len() != rows.len() * g {
-            return Err(err(format!(
-                "{what}: {} completions for {} rows × group {g} (expected {})",
-                comps.len(),
-                rows.len(),
-                rows.len() * g
-            )));
-        }
+        let (comps, g) = grouped_ids(completions, rows.len(), group, what)?;
         let problems = rows
             .iter()
             .map(|r| {
@@ -395,6 +381,31 @@ mod toy_api {
     }
 }
 
+/// The completion id rows and the group size, checked: `group` ≥ 1 and one completion per
+/// (row, group member).
+fn grouped_ids(
+    completions: Dynamic,
+    rows: usize,
+    group: i64,
+    what: &str,
+) -> RResult<(Vec<Vec<i64>>, usize)> {
+    if group < 1 {
+        return Err(err(format!(
+            "{what}: group must be at least 1, found {group}"
+        )));
+    }
+    let comps = id_rows(&completions, &format!("{what}: completions"))?;
+    let g = group as usize;
+    if comps.len() != rows * g {
+        return Err(err(format!(
+            "{what}: {} completions for {rows} rows × group {g} (expected {})",
+            comps.len(),
+            rows * g
+        )));
+    }
+    Ok((comps, g))
+}
+
 /// Calls `f(completion, puzzle, solution)` for each completion i against `rows[i / group]`.
 fn for_each_scored(
     completions: Dynamic,
@@ -403,21 +414,7 @@ fn for_each_scored(
     what: &str,
     mut f: impl FnMut(&[i64], &str, &str),
 ) -> RResult<()> {
-    if group < 1 {
-        return Err(err(format!(
-            "{what}: group must be at least 1, found {group}"
-        )));
-    }
-    let comps = id_rows(&completions, &format!("{what}: completions"))?;
-    let g = group as usize;
-    if comps.len() != rows.len() * g {
-        return Err(err(format!(
-            "{what}: {} completions for {} rows × group {g} (expected {})",
-            comps.len(),
-            rows.len(),
-            rows.len() * g
-        )));
-    }
+    let (comps, g) = grouped_ids(completions, rows.len(), group, what)?;
     for (i, c) in comps.iter().enumerate() {
         let row = &rows[i / g];
         let puzzle = field(row, &["Puzzle", "puzzle"], i / g, what)?;
