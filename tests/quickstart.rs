@@ -120,3 +120,65 @@ fn rhai_plot_matches_the_cli_renderer() {
         "the Rhai plot and `workbench plot` must draw the same image"
     );
 }
+
+/// Runs the quickstart at the smallest size with extra `--set`s; returns (success, stdout+stderr).
+fn tiny_quickstart(out: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_workbench"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("WORKBENCH_PATH")
+        .args(["run", "scripts/quickstart.rhai"]);
+    let out_set = format!("out={:?}", out.display().to_string());
+    let base = [
+        "d_model=16",
+        "n_layers=1",
+        "n_heads=2",
+        "mlp_hidden_size=32",
+        "train_pool=30",
+        "eval_n=4",
+        "sft_steps=2",
+        "sft_batch=4",
+        "rl_steps=2",
+        "prompts_per_step=2",
+        "group=2",
+        "steps=4",
+        out_set.as_str(),
+    ];
+    for s in base.iter().chain(extra) {
+        cmd.args(["--set", s]);
+    }
+    let o = cmd.output().unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
+}
+
+#[test]
+fn quickstart_runs_with_every_estimator_and_rejects_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    for (est, credit) in [("d1", "sequence"), ("coupled", "cell"), ("d1", "cell")] {
+        let out = dir.path().join(format!("{est}-{credit}"));
+        let (ok, text) = tiny_quickstart(
+            &out,
+            &[
+                &format!("estimator={est:?}"),
+                &format!("credit={credit:?}"),
+                "mu=2",
+                "keep_optimizer=false",
+            ],
+        );
+        assert!(ok, "{est}/{credit}: {text}");
+        assert!(out.join("results.json").exists(), "{est}: {text}");
+    }
+    let (ok, text) = tiny_quickstart(&dir.path().join("bad"), &["estimator=\"elbo\""]);
+    assert!(!ok);
+    assert!(
+        text.contains("--set estimator=elbo: expected \"trajectory\", \"d1\" or \"coupled\""),
+        "{text}"
+    );
+    let (ok, text) = tiny_quickstart(&dir.path().join("bad2"), &["credit=\"token\""]);
+    assert!(!ok);
+    assert!(text.contains("--set credit=token"), "{text}");
+}
