@@ -159,6 +159,7 @@ fn tiny_quickstart(out: &std::path::Path, extra: &[&str]) -> (bool, String) {
 fn quickstart_runs_with_every_estimator_and_rejects_unknown_ones() {
     let dir = tempfile::tempdir().unwrap();
     for (est, credit) in [("d1", "sequence"), ("coupled", "cell"), ("d1", "cell")] {
+        // the d1/coupled runs also take the "elbo" SFT path
         let out = dir.path().join(format!("{est}-{credit}"));
         let (ok, text) = tiny_quickstart(
             &out,
@@ -167,6 +168,7 @@ fn quickstart_runs_with_every_estimator_and_rejects_unknown_ones() {
                 &format!("credit={credit:?}"),
                 "mu=2",
                 "keep_optimizer=false",
+                "sft_objective=\"elbo\"",
             ],
         );
         assert!(ok, "{est}/{credit}: {text}");
@@ -181,4 +183,7 @@ fn quickstart_runs_with_every_estimator_and_rejects_unknown_ones() {
     let (ok, text) = tiny_quickstart(&dir.path().join("bad2"), &["credit=\"token\""]);
     assert!(!ok);
     assert!(text.contains("--set credit=token"), "{text}");
+    let (ok, text) = tiny_quickstart(&dir.path().join("bad3"), &["sft_objective=\"mle\""]);
+    assert!(!ok);
+    assert!(text.contains("--set sft_objective=mle"), "{text}");
 }
