@@ -140,11 +140,8 @@ impl Task for Math500 {
         let c = clean(completion);
         Ok(match self.scheme {
             Scheme::Verify => {
-                let extracted = math_equiv::extract_answer(c);
-                let ok = extracted
-                    .as_deref()
-                    .is_some_and(|a| math_equiv::is_equivalent(a, &reference));
-                Evaluation::binary(ok, extracted)
+                let ok = math_equiv::verify(c, &reference);
+                Evaluation::binary(ok, math_equiv::extract_answer(c))
             }
             _ => {
                 let parsed = d1::parse_math_eval(c);

@@ -1028,3 +1028,65 @@ pub(crate) fn proportional(a: &Expr, b: &Expr) -> bool {
     }
     agreed >= 2 && ratio.is_some()
 }
+
+/// For constant expressions: whether both round to the same value at `places` decimals
+/// (math-verify's `Float.round(float_rounding)` comparison). `None` when a side has variables,
+/// is not finite, or is too large to round in `f64`.
+pub(crate) fn rounded_equal(a: &Expr, b: &Expr, places: u32) -> Option<bool> {
+    let mut vars = Vec::new();
+    a.vars(&mut vars);
+    b.vars(&mut vars);
+    if !vars.is_empty() {
+        return None;
+    }
+    let x = a.eval(&|_| C::NAN);
+    let y = b.eval(&|_| C::NAN);
+    if !x.is_finite() || !y.is_finite() || !x.is_real() || !y.is_real() {
+        return None;
+    }
+    let scale = 10f64.powi(places.min(15) as i32);
+    let (sx, sy) = (x.re * scale, y.re * scale);
+    if sx.abs() > 1e15 || sy.abs() > 1e15 {
+        return None;
+    }
+    Some(sx.round() == sy.round())
+}
+
+impl Expr {
+    /// A copy with variables renamed by `map` (others unchanged).
+    fn renamed(&self, map: &[(String, String)]) -> Expr {
+        let r = |e: &Expr| Box::new(e.renamed(map));
+        match self {
+            Expr::Num(_) | Expr::Const(_) => self.clone(),
+            Expr::Var(v) => Expr::Var(
+                map.iter()
+                    .find(|(from, _)| from == v)
+                    .map_or_else(|| v.clone(), |(_, to)| to.clone()),
+            ),
+            Expr::Sum(v) => Expr::Sum(v.iter().map(|(n, e)| (*n, e.renamed(map))).collect()),
+            Expr::Prod(v) => Expr::Prod(v.iter().map(|(n, e)| (*n, e.renamed(map))).collect()),
+            Expr::Neg(a) => Expr::Neg(r(a)),
+            Expr::Apply(f, a) => Expr::Apply(*f, r(a)),
+            Expr::Fact(a) => Expr::Fact(r(a)),
+            Expr::Pow(a, b) => Expr::Pow(r(a), r(b)),
+            Expr::Log(a, b) => Expr::Log(r(a), r(b)),
+            Expr::Root(a, b) => Expr::Root(r(a), r(b)),
+            Expr::Binom(a, b) => Expr::Binom(r(a), r(b)),
+        }
+    }
+}
+
+/// Whether `b` equals `a` after renaming its variables to `a`'s, in sorted order, when both
+/// have the same number of variables (math-verify's non-strict mode).
+pub(crate) fn equivalent_renamed(a: &Expr, b: &Expr) -> bool {
+    let (mut va, mut vb) = (Vec::new(), Vec::new());
+    a.vars(&mut va);
+    b.vars(&mut vb);
+    if va.is_empty() || va.len() != vb.len() {
+        return false;
+    }
+    va.sort();
+    vb.sort();
+    let map: Vec<(String, String)> = vb.into_iter().zip(va).collect();
+    equivalent(a, &b.renamed(&map))
+}

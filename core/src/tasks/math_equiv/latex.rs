@@ -529,8 +529,12 @@ pub(crate) fn normalize_tokens(input: &[Tok]) -> Normalized {
     while toks.last().is_some_and(|t| t.is_ch('.')) {
         toks.pop();
     }
-    // Thousands separators: the whole answer is `-?d{1,3}(,ddd)+(.d+)?`.
-    if is_thousands(&toks) {
+    // Thousands separators: the whole answer is `-?d{1,3}(,ddd)+(.d+)?`, written without a
+    // space after a comma (`32, 349` is a list, as math-verify reads it).
+    let comma_space = input
+        .windows(2)
+        .any(|w| w[0].is_ch(',') && matches!(w[1], Tok::Space));
+    if !comma_space && is_thousands(&toks) {
         toks.retain(|t| !t.is_ch(','));
     }
     Normalized { toks, percent }
