@@ -143,3 +143,46 @@ fn math_verify_parity() {
     );
     assert!(pct >= 95.0, "agreement {pct:.1}% is below 95%");
 }
+
+/// Extraction and comparison stay bounded on hostile responses: 1 MB of delimiters, anchors,
+/// numbers and open brackets, and 100k-deep nesting (the limits in `math_equiv::extract`).
+#[test]
+fn hostile_inputs_return_quickly() {
+    use std::time::{Duration, Instant};
+    let patterns: &[(&str, usize)] = &[
+        ("$", 1 << 20),
+        ("$$", 1 << 19),
+        ("\\[", 1 << 19),
+        ("\\(", 1 << 19),
+        (" [", 1 << 19),
+        ("$1$ and ", 1 << 17),
+        ("answer ", 1 << 17),
+        ("answer: ", 1 << 17),
+        ("final answer is $1$. I hope ", 1 << 15),
+        ("Final answer ", 1 << 17),
+        ("1 + ", 1 << 18),
+        ("1,000 ", 1 << 17),
+        ("9", 1 << 20),
+        ("{", 1 << 20),
+        ("(", 1 << 20),
+        ("\\boxed{", 1 << 17),
+        ("\\boxed{1} and ", 1 << 16),
+        ("\\\\left", 1 << 17),
+        ("x < ", 1 << 18),
+        ("\\begin{pmatrix}", 1 << 16),
+        ("1 pct ", 1 << 17),
+        ("漢$", 1 << 18),
+    ];
+    let opts = VerifyOptions::default();
+    for (pat, n) in patterns {
+        let s = pat.repeat(*n);
+        let t = Instant::now();
+        let _ = math_equiv::parse_answer(&s, &opts);
+        let _ = math_equiv::verify_with("1", &s, &opts);
+        let _ = math_equiv::verify_with(&s, &s, &opts);
+        let _ = math_equiv::verify(&s, &s);
+        let el = t.elapsed();
+        assert!(el < Duration::from_secs(10), "{pat:?} x {n}: {el:?}");
+        println!("{pat:?} x {n}: {el:?}");
+    }
+}

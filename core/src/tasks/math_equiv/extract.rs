@@ -408,7 +408,7 @@ fn has_separator(s: &str) -> bool {
         let mut from = 0;
         while let Some(rel) = s[from..].find(w) {
             let i = from + rel;
-            if !(i > 0 && word(i - 1)) && !word(i + w.len()) {
+            if !(word(i + w.len()) || i > 0 && word(i - 1)) {
                 return true;
             }
             from = i + 1;
@@ -723,40 +723,32 @@ fn expr_at(s: &str, i: usize) -> Option<(String, usize)> {
     None
 }
 
-/// `(?:^|\s|=)(?:\*\*)?` before `i`... here: positions `i` where a plain number / expression
-/// may start, with what it yields.
+/// A plain number or expression matched at `p` with its prefix (`(?:^|\s|=)(?:\*\*)?`): the
+/// prefix is the start of the text, or the whitespace / `=` at `p`.
 fn expr_or_number_at(s: &str, p: usize) -> Option<(String, usize)> {
-    // prefix
-    let mut j = if p == 0 {
-        0
-    } else {
-        match byte(s, p)? {
-            b'=' => p + 1,
-            b if is_space(b) => p + 1,
-            _ => return None,
+    let starts_at = |j: usize| -> Option<(String, usize)> {
+        let j = if at(s, j, "**") { j + 2 } else { j };
+        if let Some(e) = expr_at(s, j) {
+            return Some(e);
         }
+        let mut k = j;
+        if let Some(c) = s.get(j..).and_then(|r| r.chars().next()) {
+            if CURRENCY.contains(c) {
+                k += c.len_utf8();
+            }
+        }
+        number_at(s, k)
     };
-    if p == 0 && !(byte(s, 0).is_some_and(|b| b != b'=' && !is_space(b))) {
-        // `^` then a prefix char is handled by the caller starting at p = that char
-        j = if byte(s, 0).is_some_and(|b| b == b'=' || is_space(b)) {
-            1
-        } else {
-            0
-        };
-    }
-    if at(s, j, "**") {
-        j += 2;
-    }
-    if let Some(e) = expr_at(s, j) {
-        return Some(e);
-    }
-    let mut k = j;
-    if let Some(c) = s[j..].chars().next() {
-        if CURRENCY.contains(c) {
-            k += c.len_utf8();
+    if p == 0 {
+        if let Some(found) = starts_at(0) {
+            return Some(found);
         }
     }
-    number_at(s, k)
+    match byte(s, p)? {
+        b'=' => starts_at(p + 1),
+        b if is_space(b) => starts_at(p + 1),
+        _ => None,
+    }
 }
 
 /// Every plain number / expression in `s`, non-overlapping, left to right.

@@ -2,30 +2,38 @@
 //! HuggingFace math-verify (which MDPO and others score with), used by the MATH-500, AMC and
 //! AIME tasks' "verify" judges.
 //!
-//! Reference: math-verify's pipeline — extract the answer (last `\boxed{}`, else other anchors),
-//! normalise the LaTeX, then decide equality (string, numeric, symbolic; tuples, intervals,
-//! sets, equations, matrices) — and Hendrycks' MATH `strip_string` normalisations. Symbolic
-//! equality is decided by evaluating both trees at fixed pseudo-random points instead of SymPy
-//! simplification (the private `expr` submodule; `latex` does the normalisation).
+//! Reference: math-verify's pipeline — extract the answer from free text in its priority order
+//! ([`extract`]: `\boxed{}`, "final answer is", "answer:", then the last `$…$` / `\[…\]` /
+//! `\(…\)` / plain number), normalise the LaTeX, then decide equality (string, numeric,
+//! symbolic; relations, tuples, intervals, sets, equations, matrices) — and Hendrycks' MATH
+//! `strip_string` normalisations. Symbolic equality is decided by evaluating both trees at fixed
+//! pseudo-random points instead of SymPy simplification (the private `expr` submodule; `latex`
+//! does the normalisation). Agreement with math-verify's own test suite is measured by
+//! `core/tests/math_verify_parity.rs` (docs/tasks.md, "math-verify parity").
 //!
-//! Entry points: [`last_boxed`], [`extract_answer`], [`normalize`], [`is_equivalent`],
-//! [`verify`]. Every function returns in bounded time on any input: inputs longer than
+//! Entry points: [`last_boxed`], [`extract_answer`], [`parse_answer`], [`normalize`],
+//! [`is_equivalent`] (symmetric), [`verify`] and [`verify_with`] (gold vs prediction, as
+//! math-verify). Every function returns in bounded time on any input: only the last
+//! [`extract::MAX_SCAN`] bytes of a response are scanned, inputs longer than
 //! [`MAX_ANSWER_CHARS`] are only compared as normalised strings, parsing depth is limited, and
 //! sets / tuples are limited to [`MAX_ITEMS`] elements.
 //!
 //! Covered: `\frac`/`\dfrac`/`\tfrac` (and `\frac12`), `\sqrt`/`\sqrt[n]`, `\left`/`\right`,
-//! spacing commands, `\text`/`\mathrm`/`\mbox` wrappers, trailing units, `^\circ`, `\%`,
-//! `\$`, thousands separators (`10,\!080`), trailing `.0`, `$…$`, mixed numbers
-//! (`1\frac{4}{5}`), decimals / fractions / scientific notation / `\pi` / `e` / `i`, implicit
-//! multiplication, trig / log / exp functions, `|x|`, floor / ceiling, binomials, factorials,
-//! tuples and intervals (bracket kinds must match), unions, sets and bare comma lists
-//! (order-free), `\pm` (a two-element set), equations (`x = 5` vs `5`; equal sides, or
-//! proportional `lhs − rhs`), `x \in [a, b]`, matrices (`pmatrix`/`bmatrix`/…, also a column
-//! vector vs a tuple), words (`\text{Evelyn}`, case-insensitive) and multiple-choice letters.
-//! Not covered: inequalities as sets (`x > 2` vs `(2, \infty)`), base-n numbers other than by
-//! string equality (`52_8`), simplification of expressions that are not defined on the positive
-//! reals sample range, units conversion, and `\log` with other than natural base unless written
-//! `\log_b`.
+//! spacing commands, `\text`/`\mathrm`/`\mbox` wrappers, trailing units, `^\circ`, `\%` and
+//! percent words (`28 pct`), `\$`, thousands separators (`10,\!080`, `7,425,000`, `1 000`),
+//! decimal commas (`1000,99`), trailing `.0`, mixed numbers (`1\frac{4}{5}`), decimals /
+//! fractions / scientific notation / `\pi` / `e` / `i`, implicit multiplication, trig / log / exp
+//! functions, `|x|`, floor / ceiling, binomials, factorials, tuples and intervals (bracket kinds
+//! must match), unions, sets and bare comma lists (order-free; `and` / `or` separate items),
+//! `\pm` (a two-element set), equations (`x = 5` vs `5`; chains `x = a = b`; equal sides, or
+//! proportional `lhs − rhs`), `\approx` (the exact side), inequalities and their chains (`x \ge
+//! 5` ≡ `5 \le x`, `-x > -1` ≡ `x < 1`) and as sets (`-2 \le x \le 7` vs `[-2, 7]`), ratios
+//! (`7:32`), `x \in [a, b]`, matrices (`pmatrix`/`bmatrix`/`array`, sums and products of
+//! explicit matrices, a column vector vs a tuple), words (`\text{Evelyn}`, case-insensitive) and
+//! multiple-choice letters. Not covered: inequalities that need solving (`1 \le |z| \le 2`),
+//! `\sum` / `\int`, base-n numbers other than by string equality (`52_8`), simplification of
+//! expressions that are not defined on the positive reals sample range, units conversion, and
+//! `\log` with other than natural base unless written `\log_b`.
 
 pub(crate) mod expr;
 pub mod extract;
