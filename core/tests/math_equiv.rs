@@ -597,3 +597,69 @@ fn normalization_is_canonical() {
     assert_eq!(normalize(r"\cot x"), r"\cot x");
     assert_eq!(normalize(r"5.4 \text{ cents}"), "5.4");
 }
+
+/// `math500:verify` judges intermediate texts without `\boxed{}` the way math-verify does (its
+/// priorities: boxed / "final answer is … I hope", then "answer", then the last math span or
+/// number), while d1's `math500` still needs the box.
+#[test]
+fn free_text_extraction_follows_math_verify() {
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            r"Thus $x = 2$, and the area is $\frac{1}{2}$",
+            Some(r"\frac{1}{2}"),
+        ),
+        (r"so \[ 9 \] and then \( (9+1) \)", Some("(9+1)")),
+        (
+            r"The final answer is $5$. I hope it is correct. Check: $6$",
+            Some("5"),
+        ),
+        (r"$\boxed{7}$ but later $8$", Some("7")),
+        ("the number is 10 which is 1,000.99€", Some("1,000.99")),
+        ("Soucis : 2,74 $ a..", Some("2.74")),
+        ("28 pct", Some(r"28\%")),
+        ("no digits", None),
+    ];
+    for (text, want) in cases {
+        assert_eq!(extract_answer(text).as_deref(), *want, "{text:?}");
+    }
+    let verdicts: &[(&str, &str, bool)] = &[
+        (r"We find $x \geq 5$.", r"x \ge 5", true),
+        (r"so $5 \leq x$", r"x \geq 5", true),
+        (r"hence $-x > -1$", "x < 1", true),
+        (r"hence $x > -1$", "x < 1", false),
+        // a gold relation matches a predicted interval, not the reverse (allow_set_relation_comp)
+        (r"so $(2, \infty)$", "x > 2", true),
+        (r"so $x > 2$", r"(2, \infty)", false),
+        (r"$x = 5+5+1 = 1/3 \approx 11$", "1/3", true),
+        (r"It is $\boxed{28 percent}", r"28\%", true),
+        (r"the ratio is $7:32$", "7:32", true),
+        ("it's $12:00$", "1:00", false),
+        (
+            r"$\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix} + \begin{pmatrix}5 & 6 \\ 7 & 8\end{pmatrix}$",
+            r"\begin{pmatrix}6 & 8 \\ 10 & 12\end{pmatrix}",
+            true,
+        ),
+        (r"$\boxed{32, 349}$", "32349", false),
+        (r"\boxed{1} and \boxed{2} and \boxed{3}", r"\{1,2,3\}", true),
+    ];
+    for (response, reference, want) in verdicts {
+        assert_eq!(
+            verify(response, reference),
+            *want,
+            "{response:?} vs {reference:?}"
+        );
+    }
+    let ex = workbench_core::data::Example::from_pairs([
+        ("problem", serde_json::json!("P")),
+        ("answer", serde_json::json!(r"\frac{1}{2}")),
+    ]);
+    let text = r"so far the value is $\frac{1}{2}$";
+    let d1 = workbench_core::tasks::task_by_name("math500").unwrap();
+    let mv = workbench_core::tasks::task_by_name("math500:verify").unwrap();
+    assert!(
+        !d1.reward(&ex, text).unwrap().correct,
+        "d1 needs a \\boxed{{}}"
+    );
+    assert!(mv.reward(&ex, text).unwrap().correct);
+    assert!(mv.evaluate(&ex, text).unwrap().score == 1.0);
+}

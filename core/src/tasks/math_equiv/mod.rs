@@ -151,7 +151,9 @@ pub fn parse_answer(text: &str, opts: &VerifyOptions) -> Option<String> {
         boxed_priority: opts.boxed_priority,
     };
     let cands = extract::candidates(text, targets);
-    let answers = cands.iter().map(|c| extract::normalize_text(&c.answer));
+    let answers = cands
+        .iter()
+        .map(|c| extract::normalize_text(&c.answer).trim().to_string());
     let mut first = None;
     for a in answers {
         if parses(&a) {
