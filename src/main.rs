@@ -30,9 +30,13 @@ enum Command {
     Plot(commands::plot::PlotArgs),
     /// Generate the Rhai API reference (docs/api.md) from the registered functions.
     Doc(commands::doc::DocArgs),
+    /// Time forward, generation and training steps at a model shape with random weights.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
+    // Before any tensor op or thread: candle's pools read their sizes when they start.
+    workbench_core::threads::configure(None);
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => commands::info::run(&args),
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => commands::generate::run(&args),
         Command::Score(args) => commands::score::run(&args),
         Command::Plot(args) => commands::plot::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

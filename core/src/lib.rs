@@ -10,5 +10,6 @@ pub mod model;
 pub mod ops;
 pub mod sampler;
 pub mod tasks;
+pub mod threads;
 pub mod tokenizer;
 pub mod train;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::Tensor;
-use workbench_core::sampler::{Canvas, Eoser, SamplerConfig, Schedule};
+use workbench_core::sampler::{Canvas, SamplerConfig};
 
 /// Path of a file under `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
@@ -74,74 +74,15 @@ pub fn usize_of(p: &serde_json::Value, k: &str) -> usize {
 
 /// The sampler config a fixture case stands for (README table of `samplers.json`).
 pub fn config_for(case: &serde_json::Value) -> SamplerConfig {
-    let p = &case["params"];
-    let mut cfg = SamplerConfig {
-        gen_length: usize_of(p, "gen_length"),
-        temperature: p["temperature"].as_f64().unwrap_or(0.0),
-        ..SamplerConfig::default()
-    };
-    if let Some(s) = p["steps"].as_u64() {
-        cfg.steps = s as usize;
-    }
-    if let Some(bl) = p["block_length"].as_u64() {
-        cfg.block_length = Some(bl as usize);
-    }
-    let gammas = || Eoser {
-        gamma_min: p["eos_min_gamma"].as_f64().unwrap(),
-        gamma_max: p["eos_max_gamma"].as_f64().unwrap(),
-    };
-    match case["sampler"].as_str().unwrap() {
-        "llada" => {
-            assert_eq!(p["remasking"].as_str(), Some("low_confidence"));
-            cfg.cfg_scale = p["cfg_scale"].as_f64().unwrap_or(0.0);
-            cfg.logits_eos_inf = p["logits_eos_inf"].as_bool().unwrap_or(false);
-        }
-        "mdpo_linear" | "rcr" => {
-            // MDPO's "linear" mode is the MaskGIT linear schedule.
-            assert_eq!(p["schedule"].as_str(), Some("linear"));
-            cfg.schedule = Schedule::MaskgitLinear;
-            cfg.rcr = p["rcr"].as_bool().unwrap();
-        }
-        "eoser" => cfg.eoser = Some(gammas()),
-        "eoser_ass" => {
-            cfg.schedule = Schedule::Ass;
-            cfg.block_num = Some(usize_of(p, "block_num"));
-            cfg.eoser = Some(gammas());
-        }
-        "threshold" => cfg.threshold = Some(p["threshold"].as_f64().unwrap()),
-        "inpaint" => cfg.eos_early_exit = true,
-        other => panic!("unknown sampler {other}"),
-    }
-    cfg.record = case.get("states").is_some_and(|s| !s.is_null());
-    cfg
+    workbench_core::sampler::golden::case_config(case).unwrap()
 }
 
 /// The fixed hint tokens of a fixture case (offset in the generation → token).
 pub fn case_hints(case: &serde_json::Value) -> HashMap<usize, u32> {
-    match case["params"].get("hints") {
-        Some(h) if !h.is_null() => h
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.parse().unwrap(), v.as_u64().unwrap() as u32))
-            .collect(),
-        _ => HashMap::new(),
-    }
+    workbench_core::sampler::golden::case_hints(case).unwrap()
 }
 
 /// The canvas of a fixture case: its pre-padded prompts, attention mask and hints.
 pub fn canvas_for(case: &serde_json::Value, gen_length: usize, mask_id: u32) -> Canvas {
-    let prompts = ids2(&case["prompt_ids"]);
-    let mask = case
-        .get("attention_mask")
-        .filter(|m| !m.is_null())
-        .map(ids2);
-    let canvas = Canvas::from_padded(prompts, mask, gen_length, mask_id).unwrap();
-    let hints = case_hints(case);
-    if hints.is_empty() {
-        canvas
-    } else {
-        let rows = canvas.batch_size();
-        canvas.with_hints(&vec![hints; rows]).unwrap()
-    }
+    workbench_core::sampler::golden::case_canvas(case, gen_length, mask_id).unwrap()
 }

@@ -16,12 +16,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
-use rand::{Rng, SeedableRng};
 
 use super::config::Config;
-use super::lora::{self, Adapter, LoraConfig, TARGETS};
+use super::lora::{self, Adapter, LoraConfig};
+use super::names::{self, BLOCK_TENSORS};
 use super::weights::WeightSource;
 use crate::ops;
+
+pub use super::init::{normal, random_weights};
+pub use super::names::tensor_names;
 
 /// How to materialise a model: where, in which dtype, and whether its weights are trainable.
 #[derive(Debug, Clone)]
@@ -91,12 +94,12 @@ impl Linear {
 /// One transformer block (LLaDA's `LLaDALlamaBlock`).
 #[derive(Debug, Clone)]
 pub struct Block {
-    attn_norm: Tensor,
+    pub(super) attn_norm: Tensor,
     q_proj: Linear,
     k_proj: Linear,
     v_proj: Linear,
     attn_out: Linear,
-    ff_norm: Tensor,
+    pub(super) ff_norm: Tensor,
     ff_proj: Linear,
     up_proj: Linear,
     ff_out: Linear,
@@ -160,7 +163,7 @@ impl Block {
     }
 
     /// The block's linear layers in [`TARGETS`] order.
-    fn linears(&self) -> [&Linear; 7] {
+    pub(super) fn linears(&self) -> [&Linear; 7] {
         [
             &self.q_proj,
             &self.k_proj,
@@ -172,7 +175,22 @@ impl Block {
         ]
     }
 
-    fn linears_mut(&mut self) -> [&mut Linear; 7] {
+    /// The block's weights in [`BLOCK_TENSORS`] order.
+    fn tensors(&self) -> [&Tensor; 9] {
+        [
+            &self.attn_norm,
+            &self.q_proj.weight,
+            &self.k_proj.weight,
+            &self.v_proj.weight,
+            &self.attn_out.weight,
+            &self.ff_norm,
+            &self.ff_proj.weight,
+            &self.up_proj.weight,
+            &self.ff_out.weight,
+        ]
+    }
+
+    pub(super) fn linears_mut(&mut self) -> [&mut Linear; 7] {
         [
             &mut self.q_proj,
             &mut self.k_proj,
@@ -264,60 +282,30 @@ fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
         .reshape((b, h * n_rep, l, d))
 }
 
-/// The names and shapes of every tensor of a LLaDA checkpoint, as stored by Hugging Face.
-pub fn tensor_names(cfg: &Config) -> Vec<(String, Vec<usize>)> {
-    let d = cfg.d_model;
-    let kvd = cfg.kv_heads() * cfg.head_dim();
-    let h = cfg.mlp_hidden();
-    let e = cfg.embedding_size();
-    let mut out = vec![("model.transformer.wte.weight".to_string(), vec![e, d])];
-    for i in 0..cfg.n_layers {
-        let p = format!("model.transformer.blocks.{i}.");
-        for (n, s) in [
-            ("attn_norm", vec![d]),
-            ("q_proj", vec![d, d]),
-            ("k_proj", vec![kvd, d]),
-            ("v_proj", vec![kvd, d]),
-            ("attn_out", vec![d, d]),
-            ("ff_norm", vec![d]),
-            ("ff_proj", vec![h, d]),
-            ("up_proj", vec![h, d]),
-            ("ff_out", vec![d, h]),
-        ] {
-            out.push((format!("{p}{n}.weight"), s));
-        }
-    }
-    out.push(("model.transformer.ln_f.weight".to_string(), vec![d]));
-    if !cfg.weight_tying {
-        out.push(("model.transformer.ff_out.weight".to_string(), vec![e, d]));
-    }
-    out
-}
-
 /// A LLaDA model ready for forward passes (and backward, when loaded trainable).
 #[derive(Debug, Clone)]
 pub struct Llada {
-    cfg: Config,
-    wte: Tensor,
-    blocks: Vec<Block>,
-    ln_f: Tensor,
-    head: Tensor,
-    device: Device,
-    dtype: DType,
-    vars: Vec<(String, Var)>,
-    lora: Option<LoraConfig>,
-    adapters_on: bool,
-    checkpointing: bool,
-    training: bool,
-    dropout: DropoutStream,
+    pub(super) cfg: Config,
+    pub(super) wte: Tensor,
+    pub(super) blocks: Vec<Block>,
+    pub(super) ln_f: Tensor,
+    pub(super) head: Tensor,
+    pub(super) device: Device,
+    pub(super) dtype: DType,
+    pub(super) vars: Vec<(String, Var)>,
+    pub(super) lora: Option<LoraConfig>,
+    pub(super) adapters_on: bool,
+    pub(super) checkpointing: bool,
+    pub(super) training: bool,
+    pub(super) dropout: DropoutStream,
 }
 
 /// The source of per-forward dropout keys: a seed and a counter shared by every view of one
 /// model, so consecutive training forwards draw fresh masks and a checkpoint can resume them.
 #[derive(Debug, Clone, Default)]
-struct DropoutStream {
-    seed: u64,
-    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+pub(super) struct DropoutStream {
+    pub(super) seed: u64,
+    pub(super) counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Llada {
@@ -359,42 +347,36 @@ impl Llada {
                 .unwrap_or_default()
         };
         let mut load = |n: &str| get(n, &shape_of(n));
-        let wte = load("model.transformer.wte.weight")?;
+        let wte = load(names::WTE)?;
         let mut blocks = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
-            let p = format!("model.transformer.blocks.{i}.");
-            let mut lin =
-                |n: &str| -> Result<Linear> { Ok(Linear::new(load(&format!("{p}{n}.weight"))?)) };
-            let attn_norm = lin("attn_norm")?.weight;
-            let q_proj = lin("q_proj")?;
-            let k_proj = lin("k_proj")?;
-            let v_proj = lin("v_proj")?;
-            let attn_out = lin("attn_out")?;
-            let ff_norm = lin("ff_norm")?.weight;
-            let ff_proj = lin("ff_proj")?;
-            let up_proj = lin("up_proj")?;
-            let ff_out = lin("ff_out")?;
+            let mut t = Vec::with_capacity(BLOCK_TENSORS.len());
+            for n in BLOCK_TENSORS {
+                t.push(load(&names::block_tensor(i, n))?);
+            }
+            let [attn_norm, q, k, v, o, ff_norm, ff, up, down]: [Tensor; 9] =
+                t.try_into().expect("one tensor per BLOCK_TENSORS entry");
             blocks.push(Block {
                 attn_norm,
-                q_proj,
-                k_proj,
-                v_proj,
-                attn_out,
+                q_proj: Linear::new(q),
+                k_proj: Linear::new(k),
+                v_proj: Linear::new(v),
+                attn_out: Linear::new(o),
                 ff_norm,
-                ff_proj,
-                up_proj,
-                ff_out,
+                ff_proj: Linear::new(ff),
+                up_proj: Linear::new(up),
+                ff_out: Linear::new(down),
                 n_heads: cfg.n_heads,
                 n_kv_heads: cfg.kv_heads(),
                 head_dim: cfg.head_dim(),
                 eps: cfg.rms_norm_eps,
             });
         }
-        let ln_f = load("model.transformer.ln_f.weight")?;
+        let ln_f = load(names::LN_F)?;
         let head = if cfg.weight_tying {
             wte.clone()
         } else {
-            load("model.transformer.ff_out.weight")?
+            load(names::HEAD)?
         };
         Ok(Llada {
             cfg,
@@ -411,16 +393,6 @@ impl Llada {
             training: false,
             dropout: DropoutStream::default(),
         })
-    }
-
-    /// Random weights drawn on the host from a seeded generator: N(0, init_std) for matrices,
-    /// ones for norm weights. Same seed, same model, on any device.
-    pub fn random(cfg: Config, seed: u64, opts: &LoadOptions) -> Result<Llada> {
-        Llada::from_source(
-            cfg.clone(),
-            &WeightSource::Memory(random_weights(&cfg, seed)?),
-            opts,
-        )
     }
 
     /// The configuration the model was built from.
@@ -454,32 +426,15 @@ impl Llada {
 
     /// Every weight by checkpoint name (the tied head appears once, as `wte`).
     pub fn named_weights(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("model.transformer.wte.weight".to_string(), self.wte.clone())];
+        let mut out = vec![(names::WTE.to_string(), self.wte.clone())];
         for (i, b) in self.blocks.iter().enumerate() {
-            let p = format!("model.transformer.blocks.{i}.");
-            for (n, t) in [
-                ("attn_norm", &b.attn_norm),
-                ("q_proj", &b.q_proj.weight),
-                ("k_proj", &b.k_proj.weight),
-                ("v_proj", &b.v_proj.weight),
-                ("attn_out", &b.attn_out.weight),
-                ("ff_norm", &b.ff_norm),
-                ("ff_proj", &b.ff_proj.weight),
-                ("up_proj", &b.up_proj.weight),
-                ("ff_out", &b.ff_out.weight),
-            ] {
-                out.push((format!("{p}{n}.weight"), t.clone()));
+            for (n, t) in BLOCK_TENSORS.iter().zip(b.tensors()) {
+                out.push((names::block_tensor(i, n), t.clone()));
             }
         }
-        out.push((
-            "model.transformer.ln_f.weight".to_string(),
-            self.ln_f.clone(),
-        ));
+        out.push((names::LN_F.to_string(), self.ln_f.clone()));
         if !self.cfg.weight_tying {
-            out.push((
-                "model.transformer.ff_out.weight".to_string(),
-                self.head.clone(),
-            ));
+            out.push((names::HEAD.to_string(), self.head.clone()));
         }
         out
     }
@@ -707,262 +662,4 @@ fn rope_tables(
         Tensor::from_vec(cos, shape.clone(), device)?,
         Tensor::from_vec(sin, shape, device)?,
     ))
-}
-
-/// Seeded random checkpoint tensors (f32, host) for `cfg`.
-pub fn random_weights(
-    cfg: &Config,
-    seed: u64,
-) -> Result<std::collections::HashMap<String, Tensor>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut out = std::collections::HashMap::new();
-    for (name, shape) in tensor_names(cfg) {
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = if shape.len() == 1 {
-            vec![1.0; n]
-        } else {
-            (0..n)
-                .map(|_| (normal(&mut rng) * cfg.init_std) as f32)
-                .collect()
-        };
-        out.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
-    }
-    Ok(out)
-}
-
-/// One standard normal draw (Box–Muller), so only `rand` is needed.
-pub fn normal<R: Rng>(rng: &mut R) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
-
-/// LoRA adapters, reference views, training mode and activation checkpointing.
-impl Llada {
-    /// A copy with fresh PEFT-initialised adapters on `cfg.targets` of every block. The base
-    /// weights are frozen (detached, no longer variables); only the adapters train. Weights are
-    /// shared with `self`, not copied.
-    pub fn add_lora(&self, cfg: &LoraConfig) -> Result<Llada> {
-        cfg.validate()?;
-        if self.lora.is_some() {
-            anyhow::bail!(
-                "the model already has LoRA adapters; merge or reload before adding new ones"
-            );
-        }
-        let adapter_dtype = if self.dtype == DType::F64 {
-            DType::F64
-        } else {
-            DType::F32
-        };
-        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-        let mut m = self.frozen();
-        for block in &mut m.blocks {
-            for (slot, lin) in block.linears_mut().into_iter().enumerate() {
-                if !cfg.targets.iter().any(|t| t == TARGETS[slot]) {
-                    continue;
-                }
-                let (out, inp) = lin.weight.dims2()?;
-                lin.lora = Some(Adapter::new(
-                    out,
-                    inp,
-                    cfg,
-                    adapter_dtype,
-                    &self.device,
-                    &mut rng,
-                )?);
-            }
-        }
-        m.lora = Some(cfg.clone());
-        m.adapters_on = true;
-        Ok(m)
-    }
-
-    /// A copy whose weights are plain tensors (gradients no longer reach them).
-    fn frozen(&self) -> Llada {
-        let mut m = self.clone();
-        m.wte = m.wte.detach();
-        m.ln_f = m.ln_f.detach();
-        m.head = m.head.detach();
-        for block in &mut m.blocks {
-            block.attn_norm = block.attn_norm.detach();
-            block.ff_norm = block.ff_norm.detach();
-            for lin in block.linears_mut() {
-                lin.weight = lin.weight.detach();
-            }
-        }
-        m.vars.clear();
-        m
-    }
-
-    /// The adapter settings, if the model has adapters.
-    pub fn lora_config(&self) -> Option<&LoraConfig> {
-        self.lora.as_ref()
-    }
-
-    /// Every adapter matrix by its PEFT name (`base_model.model.model.transformer.blocks.0.
-    /// q_proj.lora_A.weight`, …), in block then layer order, `A` before `B`.
-    pub fn adapter_vars(&self) -> Vec<(String, Var)> {
-        let mut out = Vec::new();
-        for (i, block) in self.blocks.iter().enumerate() {
-            for (slot, lin) in block.linears().into_iter().enumerate() {
-                if let Some(ad) = &lin.lora {
-                    out.push((lora::peft_key(i, TARGETS[slot], "lora_A"), ad.a.clone()));
-                    out.push((lora::peft_key(i, TARGETS[slot], "lora_B"), ad.b.clone()));
-                }
-            }
-        }
-        out
-    }
-
-    /// The same weights with adapters switched on or off: `with_adapters(false)` is the
-    /// reference policy of LoRA training at no extra memory.
-    pub fn with_adapters(&self, on: bool) -> Llada {
-        let mut m = self.clone();
-        m.adapters_on = on;
-        m
-    }
-
-    /// Whether adapters (if any) apply in this view.
-    pub fn adapters_enabled(&self) -> bool {
-        self.adapters_on && self.lora.is_some()
-    }
-
-    /// The same weights with per-block activation checkpointing on or off: block inputs are
-    /// kept, everything inside a block is recomputed during [`crate::model::remat::backward`].
-    pub fn with_checkpointing(&self, on: bool) -> Llada {
-        let mut m = self.clone();
-        m.checkpointing = on;
-        m
-    }
-
-    /// Whether [`Llada::forward_hidden`] checkpoints activations.
-    pub fn checkpointing(&self) -> bool {
-        self.checkpointing
-    }
-
-    /// The same weights in training mode (LoRA dropout active) or evaluation mode. Views of one
-    /// model share the stream of dropout keys.
-    pub fn with_training(&self, on: bool) -> Llada {
-        let mut m = self.clone();
-        m.training = on;
-        m
-    }
-
-    /// Whether LoRA dropout is active.
-    pub fn training(&self) -> bool {
-        self.training
-    }
-
-    /// `(seed, forwards drawn)` of the dropout stream, for checkpoints.
-    pub fn dropout_state(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering;
-        (
-            self.dropout.seed,
-            self.dropout.counter.load(Ordering::Relaxed),
-        )
-    }
-
-    /// Restores (or seeds) the dropout stream; affects every view of this model made after the
-    /// call and this one.
-    pub fn set_dropout_state(&mut self, seed: u64, drawn: u64) {
-        use std::sync::atomic::Ordering;
-        self.dropout.seed = seed;
-        self.dropout.counter.store(drawn, Ordering::Relaxed);
-    }
-
-    /// Overwrites adapter (or full-finetuning) variables from `tensors` by name; every trainable
-    /// variable must be present with its shape, and no unknown names are accepted.
-    pub fn set_trainable(&self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
-        let vars = self.trainable_vars();
-        let known: std::collections::HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
-        if let Some(extra) = tensors.keys().find(|k| !known.contains(k.as_str())) {
-            anyhow::bail!("unexpected tensor `{extra}`: the model has no such trainable variable");
-        }
-        for (name, var) in &vars {
-            let t = tensors
-                .get(name)
-                .with_context(|| format!("missing tensor `{name}`"))?;
-            if t.dims() != var.dims() {
-                anyhow::bail!(
-                    "tensor `{name}` has shape {:?}, the model expects {:?}",
-                    t.dims(),
-                    var.dims()
-                );
-            }
-            var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
-        }
-        Ok(())
-    }
-
-    /// Saves the adapters in PEFT's layout under `dir` (`adapter_config.json`,
-    /// `adapter_model.safetensors`); `base_model` is recorded as `base_model_name_or_path`.
-    pub fn save_adapters(&self, dir: &Path, base_model: &str) -> Result<()> {
-        let cfg = self
-            .lora
-            .as_ref()
-            .context("the model has no LoRA adapters to save")?;
-        let tensors = self
-            .adapter_vars()
-            .into_iter()
-            .map(|(n, v)| (n, v.as_tensor().detach()))
-            .collect();
-        lora::save_peft(dir, cfg, base_model, &tensors)
-    }
-
-    /// A copy carrying the PEFT adapters stored in `dir` (names and shapes checked).
-    pub fn load_adapters(&self, dir: &Path) -> Result<Llada> {
-        let (cfg, tensors) = lora::load_peft(dir)?;
-        let m = self.add_lora(&cfg)?;
-        m.set_trainable(&tensors)
-            .with_context(|| format!("adapters in {} do not fit this model", dir.display()))?;
-        Ok(m)
-    }
-
-    /// A copy without adapters whose weights are `W + s·B·A` (the adapters' effect baked in).
-    pub fn merge_adapters(&self) -> Result<Llada> {
-        if self.lora.is_none() {
-            anyhow::bail!("the model has no LoRA adapters to merge");
-        }
-        let mut m = self.frozen();
-        for block in &mut m.blocks {
-            for lin in block.linears_mut() {
-                if let Some(ad) = lin.lora.take() {
-                    let w = lin.weight.to_dtype(ad.a.dtype())?;
-                    lin.weight = (w + ad.merged_delta(ad.a.dtype())?)?.to_dtype(self.dtype)?;
-                }
-            }
-        }
-        m.lora = None;
-        Ok(m)
-    }
-
-    /// Writes a full checkpoint in the Hugging Face layout (`config.json`, `model.safetensors`
-    /// with the checkpoint's tensor names) into `dir`, each file atomically. Adapters, if any,
-    /// are merged first.
-    pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
-        if self.lora.is_some() {
-            return self.merge_adapters()?.save_pretrained(dir);
-        }
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let tensors: std::collections::HashMap<String, Tensor> = self
-            .named_weights()
-            .into_iter()
-            .map(|(n, t)| Ok((n, t.detach().to_device(&Device::Cpu)?.contiguous()?)))
-            .collect::<Result<_>>()?;
-        crate::fsio::write_atomic_with(&dir.join("model.safetensors"), |tmp| {
-            Ok(candle_core::safetensors::save(&tensors, tmp)?)
-        })?;
-        let json = serde_json::to_string_pretty(&self.cfg)?;
-        crate::fsio::write_atomic(&dir.join("config.json"), json.as_bytes())
-    }
-
-    /// The transformer blocks (for activation checkpointing).
-    pub(crate) fn blocks(&self) -> &[Block] {
-        &self.blocks
-    }
-
-    /// The final norm weight and epsilon.
-    pub(crate) fn final_norm(&self) -> (&Tensor, f64) {
-        (&self.ln_f, self.cfg.rms_norm_eps)
-    }
 }

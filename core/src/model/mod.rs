@@ -1,10 +1,13 @@
 //! The LLaDA model: configuration, checkpoint weights, hub resolution, the network, LoRA
 //! adapters and activation checkpointing.
 
+mod adapters;
 pub mod config;
 pub mod hub;
+mod init;
 pub mod llada;
 pub mod lora;
+pub mod names;
 pub mod remat;
 pub mod weights;
 

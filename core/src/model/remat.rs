@@ -92,10 +92,7 @@ pub fn backward(loss: &Tensor) -> Result<GradStore> {
                 None => input.as_tensor().zeros_like()?,
             };
         }
-        if vars
-            .iter()
-            .any(|(n, _)| n == "model.transformer.wte.weight")
-        {
+        if vars.iter().any(|(n, _)| n == super::names::WTE) {
             let local = (p.embedded * &g)?.sum_all()?.backward()?;
             add_into(&mut grads, &local, &vars)?;
         }

@@ -37,13 +37,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::canvas::Canvas;
-use super::config::{CacheMode, SamplerConfig, Schedule};
+use super::config::{SamplerConfig, Schedule};
 use super::hooks::SamplerHooks;
 use super::schedule;
 use super::score::{self, NoiseJob};
 use super::trajectory::{StepRecord, Trajectory};
-use crate::model::llada::KvCache;
 use crate::model::Llada;
+
+mod forward;
+use forward::CacheState;
 
 /// What a generation returns.
 #[derive(Debug, Clone)]
@@ -94,39 +96,15 @@ struct Prediction {
     extra: Vec<Vec<(usize, u32)>>,
 }
 
-/// The keys/values of the current block's first forward (Fast-dLLM prefix / dual cache).
-struct CacheState {
-    /// Index of the block whose first forward built the cache.
+/// Where a denoising step stands: the block (index and canvas range `[start, end)`, whose end
+/// also ends the candidate window), the global step index and the step within the block.
+#[derive(Debug, Clone, Copy)]
+struct StepAt {
     block: usize,
-    /// Per layer keys and values of that forward, over the (CFG-doubled) batch.
-    kv: KvCache,
-    /// That forward's final hidden states, [rows_in · L, d]: the stand-in for positions a
-    /// cached step does not recompute (dual cache: recorded predictions right of the block).
-    hidden: Tensor,
-    /// The canvas when the cache was built; positions that changed since are recomputed.
-    snapshot: Vec<Vec<u32>>,
-}
-
-/// A step's hidden states and where each (batch row, canvas position) sits in them.
-struct HiddenTable {
-    /// [N, d]: the recomputed rows `[start, end)` of every batch row, then (when needed) the
-    /// cached full-canvas hidden states.
-    table: Tensor,
-    l: usize,
+    step: usize,
+    within: usize,
     start: usize,
     end: usize,
-    stored_at: usize,
-}
-
-impl HiddenTable {
-    /// Row of `table` holding batch row `r`, canvas position `q`.
-    fn row(&self, r: usize, q: usize) -> u32 {
-        if (self.start..self.end).contains(&q) {
-            (r * (self.end - self.start) + q - self.start) as u32
-        } else {
-            (self.stored_at + r * self.l + q) as u32
-        }
-    }
 }
 
 /// A row's random stream: StdRng seeded from (config seed, row seed, stream tag).
@@ -272,8 +250,14 @@ impl Run<'_, '_> {
                 let mut i = 0;
                 while (0..self.b).any(|r| self.masked_in(r, s, e) > 0) {
                     crate::cancel::check()?;
-                    let step = self.nfe;
-                    self.step(bi, step, i, s, e, Commit::Threshold(tau))?;
+                    let at = StepAt {
+                        block: bi,
+                        step: self.nfe,
+                        within: i,
+                        start: s,
+                        end: e,
+                    };
+                    self.step(at, Commit::Threshold(tau))?;
                     i += 1;
                 }
             } else {
@@ -358,7 +342,14 @@ impl Run<'_, '_> {
                 }
                 Commit::TopK(k)
             };
-            self.step(bi, step, i, s, e, commit)?;
+            let at = StepAt {
+                block: bi,
+                step,
+                within: i,
+                start: s,
+                end: e,
+            };
+            self.step(at, commit)?;
         }
         Ok(())
     }
@@ -376,23 +367,13 @@ impl Run<'_, '_> {
         }
     }
 
-    /// One forward pass and commit. `[s, e)` is the block (canvas indices); `e` also ends the
-    /// candidate window.
-    #[allow(clippy::too_many_arguments)]
-    fn step(
-        &mut self,
-        bi: usize,
-        step: usize,
-        i: usize,
-        s: usize,
-        e: usize,
-        commit: Commit,
-    ) -> Result<()> {
+    /// One forward pass and commit at `at`.
+    fn step(&mut self, at: StepAt, commit: Commit) -> Result<()> {
         let before: Option<Vec<u32>> = self
             .traj
             .as_ref()
             .map(|_| self.canvas.ids().iter().flatten().copied().collect());
-        let pred = self.predict(bi, step, i, s, e)?;
+        let pred = self.predict(at)?;
         let mut remasked: Vec<Vec<u32>> = vec![Vec::new(); self.b];
         for r in 0..self.b {
             let conf = &pred.conf[r];
@@ -422,7 +403,7 @@ impl Run<'_, '_> {
             }
         }
         if let (Some(before), Some(_)) = (before, self.traj.as_ref()) {
-            let rec = self.record(bi, step, before, &pred, remasked);
+            let rec = self.record(at.block, at.step, before, &pred, remasked);
             if let Some(t) = self.traj.as_mut() {
                 t.push(rec);
             }
@@ -504,101 +485,9 @@ impl Run<'_, '_> {
         }
     }
 
-    /// The step's forward pass over `input` [rows_in, L] (rows_in = B, or 2B under CFG).
-    ///
-    /// Without a cache: the whole canvas. With `cache: prefix | dual`: at the block's first
-    /// forward the whole canvas too, keeping every layer's keys/values (so that step is
-    /// exactly the uncached one); at its later forwards only canvas rows `[a, z)` are
-    /// recomputed and attend over the cached keys/values elsewhere, with `z = L` (prefix) or
-    /// the block's end (dual) and `a` the block's start, both widened to cover every
-    /// candidate and every position whose token changed since the cache was built (only
-    /// possible when a schedule hook leaves earlier blocks partly masked). `need` lists, per
-    /// row, the positions whose hidden states the step reads.
-    fn forward(
-        &mut self,
-        bi: usize,
-        s: usize,
-        e: usize,
-        input: &Tensor,
-        need: &[Vec<usize>],
-    ) -> Result<HiddenTable> {
-        let l = self.l;
-        let rows_in = input.dim(0)?;
-        self.nfe += 1;
-        let full = |hidden: Tensor| -> Result<HiddenTable> {
-            let d = hidden.dim(2)?;
-            Ok(HiddenTable {
-                table: hidden.reshape((rows_in * l, d))?,
-                l,
-                start: 0,
-                end: l,
-                stored_at: 0,
-            })
-        };
-        let mode = self.cfg.cache;
-        if mode == CacheMode::None {
-            let hidden = self.model.forward_hidden(input, self.attn.as_ref())?;
-            self.forward_positions.push(l);
-            return full(hidden);
-        }
-        let Some(c) = self.cache.as_ref().filter(|c| c.block == bi) else {
-            let (hidden, kv) = self.model.forward_hidden_kv(input, self.attn.as_ref())?;
-            self.forward_positions.push(l);
-            let t = full(hidden)?;
-            self.cache = Some(CacheState {
-                block: bi,
-                kv,
-                hidden: t.table.clone(),
-                snapshot: self.canvas.ids().to_vec(),
-            });
-            return Ok(t);
-        };
-        let mut a = s;
-        let mut z = if mode == CacheMode::Dual { e } else { l };
-        for (r, (now, then)) in self.canvas.ids().iter().zip(&c.snapshot).enumerate() {
-            for q in (0..l).filter(|&q| now[q] != then[q]) {
-                a = a.min(q);
-                z = z.max(q + 1);
-            }
-            // Candidates lie left of `e`; positions right of the block are read only for
-            // recorded predictions (prefix mode recomputes them, dual mode reads the cached
-            // hidden states: the suffix is frozen for the block, as its keys are).
-            if let Some(&first) = need[r].first() {
-                a = a.min(first);
-            }
-        }
-        let n = z - a;
-        let part = input.narrow(1, a, n)?.contiguous()?;
-        let hidden = self
-            .model
-            .forward_hidden_cached(&part, a, &c.kv, self.attn.as_ref())?;
-        self.forward_positions.push(n);
-        let d = hidden.dim(2)?;
-        let hidden = hidden.reshape((rows_in * n, d))?;
-        let outside = need.iter().flatten().any(|&q| q < a || q >= z);
-        let table = if outside {
-            Tensor::cat(&[&hidden, &c.hidden], 0)?
-        } else {
-            hidden
-        };
-        Ok(HiddenTable {
-            table,
-            l,
-            start: a,
-            end: z,
-            stored_at: rows_in * n,
-        })
-    }
-
     /// Forward pass, candidate tokens and confidences (built-in, then the score hook).
-    fn predict(
-        &mut self,
-        bi: usize,
-        step: usize,
-        i: usize,
-        s: usize,
-        e: usize,
-    ) -> Result<Prediction> {
+    fn predict(&mut self, at: StepAt) -> Result<Prediction> {
+        let (step, i, e) = (at.step, at.within, at.end);
         let (b, l, p) = (self.b, self.l, self.p);
         let cfg = self.cfg;
         let cand: Vec<Vec<usize>> = (0..b)
@@ -638,7 +527,7 @@ impl Run<'_, '_> {
             .zip(&extra_pos)
             .map(|(c, x)| c.iter().chain(x).copied().collect())
             .collect();
-        let hidden = self.forward(bi, s, e, &input, &need)?;
+        let hidden = self.forward(at.block, at.start, at.end, &input, &need)?;
         let mut idx: Vec<u32> = Vec::new();
         for (r, c) in cand.iter().enumerate() {
             idx.extend(c.iter().map(|&q| hidden.row(r, q)));

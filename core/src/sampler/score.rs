@@ -118,7 +118,7 @@ pub(crate) fn gumbel_tensor(
         }
         let parallel = work.len() > 1 && total * vocab >= 1 << 16;
         if parallel {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = crate::threads::num_threads();
             let per = work.len().div_ceil(threads.max(1));
             let mut chunks = Vec::new();
             while !work.is_empty() {
