@@ -19,6 +19,7 @@ mkdir -p "$DEST"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 PEAK=${PEAK_TFLOPS:-989}
+PDT=bf16; [ "$DEVICE" = cpu ] && PDT=f32  # CPU matmul has no bf16
 if [ "$DEVICE" != cpu ]; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$TMP/gpu.txt" 2>&1 || true; fi
 step() { # name timeout args...
   local name=$1 limit=$2; shift 2
@@ -30,7 +31,7 @@ step() { # name timeout args...
     echo "$name FAILED"; tail -5 "$TMP/$name.log"
   fi
 }
-step parity 90 --targets parity --dtype bf16
+step parity 90 --targets parity --dtype "$PDT"
 step forward 120 --shape "$SHAPE" --targets forward --forward-batch 8 --forward-len 512 --iters 5
 step generate 150 --shape "$SHAPE" --targets generate --batch 8 --prompt 256 --gen 256 --steps 64 --block 32 --iters 1 --warmup 0
 step lora 120 --shape "$SHAPE" --targets lora --train-batch 6 --prompt 32 --gen 224 --checkpointing --iters 2
