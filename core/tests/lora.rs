@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
-use workbench_core::model::{remat, Llada, LoadOptions, LoraConfig};
+use workbench_core::model::lora::{REFERENCE_TARGETS, TARGETS};
+use workbench_core::model::{llada::tensor_names, remat, Llada, LoadOptions, LoraConfig};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/llada-tiny")
@@ -23,12 +24,14 @@ fn ids() -> Tensor {
     .unwrap()
 }
 
+/// All seven linear layers (the option; the default is the reference's q, k, v, up).
 fn cfg(r: usize, dropout: f64) -> LoraConfig {
     LoraConfig {
         r,
         alpha: 16.0,
         dropout,
         seed: 7,
+        targets: TARGETS.iter().map(|s| s.to_string()).collect(),
         ..LoraConfig::default()
     }
 }
@@ -142,7 +145,8 @@ fn peft_round_trip_and_merged_export_reproduce_the_logits() {
     assert_eq!(conf["peft_type"], "LORA");
     assert_eq!(conf["r"], 8);
     assert_eq!(conf["lora_alpha"], 16.0);
-    assert_eq!(conf["target_modules"].as_array().unwrap().len(), 7);
+    // Six short names plus `ff_out` by its full name in each of the 2 blocks.
+    assert_eq!(conf["target_modules"].as_array().unwrap().len(), 6 + 2);
     let stored =
         candle_core::safetensors::load(adir.join("adapter_model.safetensors"), &Device::Cpu)
             .unwrap();
@@ -285,4 +289,89 @@ fn dropout_is_seeded_and_only_in_training_mode() {
     assert_eq!(t.dropout_state(), (3, 2));
     t.set_dropout_state(3, 0);
     assert_eq!(max_diff(&a, &t.forward(&x, None).unwrap()), 0.0);
+}
+
+/// PEFT's `_check_target_module_exists` for a list: a module is targeted when its name equals
+/// an entry or ends with `.` + entry (a string would be a full regex match; we never write one).
+fn peft_targets(target_modules: &serde_json::Value, module: &str) -> bool {
+    let list = target_modules
+        .as_array()
+        .expect("target_modules is written as a list");
+    list.iter().any(|t| {
+        let t = t.as_str().unwrap();
+        module == t || module.ends_with(&format!(".{t}"))
+    })
+}
+
+#[test]
+fn exported_target_modules_resolve_in_peft_to_exactly_the_adapted_modules() {
+    let b = base();
+    // Every module of the checkpoint, as PEFT's named_modules() lists the weight holders.
+    let modules: Vec<String> = tensor_names(b.config())
+        .into_iter()
+        .map(|(n, _)| n.trim_end_matches(".weight").to_string())
+        .collect();
+    assert!(
+        modules.iter().any(|m| m == "model.transformer.ff_out"),
+        "untied head"
+    );
+    let default = LoraConfig::default();
+    assert_eq!(
+        default.targets,
+        REFERENCE_TARGETS.map(String::from).to_vec()
+    );
+    for c in [
+        LoraConfig {
+            r: 4,
+            ..default.clone()
+        },
+        cfg(4, 0.0),
+        LoraConfig {
+            r: 4,
+            targets: vec!["ff_out".into(), "attn_out".into()],
+            ..default.clone()
+        },
+    ] {
+        let m = b.add_lora(&c).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        m.save_adapters(dir.path(), "llada-tiny").unwrap();
+        let conf: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        let stored = candle_core::safetensors::load(
+            dir.path().join("adapter_model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        // The modules PEFT would adapt, and the ones our tensors belong to.
+        let targeted: std::collections::BTreeSet<String> = modules
+            .iter()
+            .filter(|m| peft_targets(&conf["target_modules"], m))
+            .cloned()
+            .collect();
+        let saved: std::collections::BTreeSet<String> = stored
+            .keys()
+            .map(|k| {
+                k.trim_start_matches("base_model.model.")
+                    .trim_end_matches(".lora_A.weight")
+                    .trim_end_matches(".lora_B.weight")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            targeted, saved,
+            "targets {:?}: {}",
+            c.targets, conf["target_modules"]
+        );
+        assert!(!targeted.contains("model.transformer.ff_out"));
+        assert_eq!(saved.len(), c.targets.len() * b.config().n_layers);
+        // And it reads back as the same layers.
+        let back = b.load_adapters(dir.path()).unwrap();
+        let mut want = c.targets.clone();
+        want.sort();
+        let mut got = back.lora_config().unwrap().targets.clone();
+        got.sort();
+        assert_eq!(got, want);
+    }
 }

@@ -3,8 +3,9 @@
 
 use candle_core::{Device, Tensor, Var};
 use workbench_core::train::losses::{
-    clipped_surrogate, entropy, entropy_filter, group_advantages, kl, mdpo_step_advantages, reduce,
-    top_k_steps, KlKind, Normalise, RatioLevel, Reduction,
+    clipped_surrogate, entropy, entropy_filter, entropy_filter_with, group_advantages, kl,
+    mdpo_loss, mdpo_step_advantages, mdpo_step_advantages_with, reduce, top_k_steps, EntropyCut,
+    KlKind, MdpoLastStep, MdpoLossConfig, Normalise, RatioLevel, Reduction,
 };
 
 const TOL: f64 = 1e-5;
@@ -76,26 +77,42 @@ fn group_advantages_table() {
 #[test]
 fn mdpo_step_advantages_on_a_hand_table() {
     // r = [[0, 1, 1], [1, 0, 1]], r[k, −1] := 0.
-    // Row 0: t0: (0 − 0) + mean(1, 1) = 1; t1: (1 − 0) + mean(1) = 2; t2 (last): r = 1.
-    // Row 1: t0: (1 − 0) + mean(0, 1) = 1.5; t1: (0 − 1) + mean(1) = 0; t2: 1.
+    // Row 0: t0: (0 − 0) + mean(1, 1) = 1; t1: (1 − 0) + mean(1) = 2;
+    //   t2 (last, the release's rule): (1 − 1) + 1 = 1.
+    // Row 1: t0: (1 − 0) + mean(0, 1) = 1.5; t1: (0 − 1) + mean(1) = 0; t2: (1 − 0) + 1 = 2.
     // Per step across the group (G = 2, unbiased std):
     //   t0: [1, 1.5], mean 1.25, d = ∓0.25, std = √(0.125/1) → ∓0.25/(√0.125 + 1e-4)
     //   t1: [2, 0], mean 1, d = ±1, std = √2 → ±1/(√2 + 1e-4)
-    //   t2: [1, 1], d = 0 → 0
+    //   t2: [1, 2], mean 1.5, d = ∓0.5, std = √0.5 → ∓0.5/(√0.5 + 1e-4)
+    //   (the paper's A = r at the last step, [1, 1], gives 0 there: our old behaviour).
     let r = t2(&[&[0., 1., 1.], &[1., 0., 1.]]);
     let a = mdpo_step_advantages(&r, 1e-4).unwrap();
     assert_eq!(a.dims(), &[2, 3]);
     let s0 = 0.125f64.sqrt() + 1e-4;
     let s1 = 2f64.sqrt() + 1e-4;
+    let s2 = 0.5f64.sqrt() + 1e-4;
     assert_close(
         &vec1(&a),
-        &[-0.25 / s0, 1. / s1, 0., 0.25 / s0, -1. / s1, 0.],
+        &[
+            -0.25 / s0,
+            1. / s1,
+            -0.5 / s2,
+            0.25 / s0,
+            -1. / s1,
+            0.5 / s2,
+        ],
         "mdpo",
     );
-    // T = 1: the last-step rule alone, A = r; [[1], [0]] → ±0.5 / (√0.5 + eps).
+    let paper = mdpo_step_advantages_with(&r, 1e-4, MdpoLastStep::RewardOnly).unwrap();
+    assert_close(
+        &vec1(&paper),
+        &[-0.25 / s0, 1. / s1, 0., 0.25 / s0, -1. / s1, 0.],
+        "mdpo, paper's last step",
+    );
+    // T = 1: the last-step rule alone with r[−1] = 0, A = 2r; [[1], [0]] → ±1 / (√2 + eps).
     let a = mdpo_step_advantages(&t2(&[&[1.], &[0.]]), 0.0).unwrap();
-    let s = 0.5f64.sqrt();
-    assert_close(&vec1(&a), &[0.5 / s, -0.5 / s], "T = 1");
+    let s = 2f64.sqrt();
+    assert_close(&vec1(&a), &[1. / s, -1. / s], "T = 1");
 }
 
 #[test]
@@ -225,6 +242,92 @@ fn clipped_surrogate_gradient_matches_hand_derivation() {
 }
 
 #[test]
+fn gspo_release_ratio_averages_all_positions() {
+    // IGPO's release: the mean log-ratio over all L positions, masked or not.
+    // Row 0: [ln 2, 0, 1] → mean (ln 2 + 1)/3; row 1: [0.3, 0, 0] → 0.1.
+    let lp = t2(&[&[-1., -1., -1.], &[-1., -1., -1.]]);
+    let old = t2(&[&[-1. - 2f32.ln(), -1., -2.], &[-1.3, -1., -1.]]);
+    let mask = t2(&[&[1., 1., 0.], &[1., 0., 0.]]);
+    let out = clipped_surrogate(
+        &lp,
+        &old,
+        &t1(&[1., 1.]),
+        &mask,
+        0.2,
+        10.0,
+        RatioLevel::Sequence,
+    )
+    .unwrap();
+    let r0 = ((2f64.ln() + 1.) / 3.).exp();
+    let r1 = 0.1f64.exp();
+    assert_close(&vec1(&out.ratio), &[r0, r0, r0, r1, r1, r1], "ratio");
+    assert_close(&vec1(&out.loss), &[-r0, -r0, 0., -r1, 0., 0.], "loss");
+}
+
+#[test]
+fn mdpo_loss_is_the_release_formula() {
+    // One pair, L = 4, mask = 2 positions, conf [0.5, 0.25], Â = 2, β = 0.1, ref − logp = [1, −2].
+    // ρ = 1 (μ = 1): per token −Â·λ + β·½d² with λ = 4/(2 + 1e-4); loss = Σ (..)·conf / (2 + 1e-4).
+    let logp = Var::from_tensor(&t2(&[&[-1., -2., -3., -4.]])).unwrap();
+    let rf = t2(&[&[0., -4., 0., 0.]]);
+    let mask = t2(&[&[1., 1., 0., 0.]]);
+    let conf = t2(&[&[0.5, 0.25, f32::NEG_INFINITY, 0.9]]);
+    let cfg = MdpoLossConfig {
+        gen_length: 4,
+        beta: 0.1,
+        ..MdpoLossConfig::default()
+    };
+    let out = mdpo_loss(
+        logp.as_tensor(),
+        None,
+        Some(&rf),
+        &t1(&[2.]),
+        &mask,
+        &conf,
+        &cfg,
+    )
+    .unwrap();
+    let n = 2. + 1e-4;
+    let lam = 4. / n;
+    let want = ((-2. * lam + 0.1 * 0.5) * 0.5 + (-2. * lam + 0.1 * 2.) * 0.25) / n;
+    assert_close(&vec1(&out.loss), &[want], "loss");
+    // ∂/∂logp_j = (−Â·λ − β·d_j)·conf_j / n (ρ carries the gradient of logp).
+    let g = vec1(
+        out.loss
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+            .get(logp.as_tensor())
+            .unwrap(),
+    );
+    let want_g = [
+        (-2. * lam - 0.1) * 0.5 / n,
+        (-2. * lam + 0.2) * 0.25 / n,
+        0.,
+        0.,
+    ];
+    assert_close(&g, &want_g, "grad");
+    // Without confidence on the KL term.
+    let cfg2 = MdpoLossConfig {
+        kl_by_confidence: false,
+        ..cfg
+    };
+    let out = mdpo_loss(
+        logp.as_tensor(),
+        None,
+        Some(&rf),
+        &t1(&[2.]),
+        &mask,
+        &conf,
+        &cfg2,
+    )
+    .unwrap();
+    let want = ((-2. * lam) * 0.5 + 0.1 * 0.5 + (-2. * lam) * 0.25 + 0.1 * 2.) / n;
+    assert_close(&vec1(&out.loss), &[want], "loss, unweighted KL");
+}
+
+#[test]
 fn gspo_sequence_ratio_on_two_rows() {
     // Row 0: log-ratios [ln 2, 0, 5] with the last masked out → mean ln2/2 → ρ = √2 ≈ 1.41421;
     //   A = +1 and ρ > 1.2 → clipped: −1.2 per masked token, 0 on the masked-out one.
@@ -245,7 +348,7 @@ fn gspo_sequence_ratio_on_two_rows() {
         &mask,
         0.2,
         0.2,
-        RatioLevel::Sequence,
+        RatioLevel::SequenceMasked,
     )
     .unwrap();
     let r0 = 2f64.sqrt();
@@ -303,6 +406,16 @@ fn reductions_table() {
     // constant C = 4: 7/(B·C) = 7/8 = 0.875.
     let v = scalar(&reduce(&loss, &mask, Reduction::Constant(4.)).unwrap());
     assert!((v - 0.875).abs() < TOL, "{v}");
+    // micro-batch token mean, one row per micro-batch (d1 with G = 1): the seq mean here; with
+    // both rows in one micro-batch: the token mean.
+    let mb = |rows| scalar(&reduce(&loss, &mask, Reduction::MicroBatchTokenMean { rows }).unwrap());
+    assert!((mb(1) - 2.75).abs() < TOL && (mb(2) - 7. / 3.).abs() < TOL);
+    // Three rows in micro-batches of 2: (7/3 + 7/1)/2 (the second block is row 2 alone).
+    let loss3 = t2(&[&[1., 2., 3.], &[4., 5., 6.], &[7., 8., 9.]]);
+    let mask3 = t2(&[&[1., 1., 0.], &[1., 0., 0.], &[1., 0., 0.]]);
+    let v = scalar(&reduce(&loss3, &mask3, Reduction::MicroBatchTokenMean { rows: 2 }).unwrap());
+    assert!((v - (7. / 3. + 7.) / 2.).abs() < TOL, "{v}");
+    assert!(reduce(&loss, &mask, Reduction::MicroBatchTokenMean { rows: 0 }).is_err());
     // An all-zero mask gives 0 (counts clamped to 1), and non-finite masked-out values vanish.
     let zero = mask.zeros_like().unwrap();
     for r in [
@@ -352,7 +465,41 @@ fn entropy_of_logits() {
 }
 
 #[test]
-fn entropy_filter_keeps_top_fraction_of_the_batch_subset() {
+fn entropy_filter_keeps_the_top_of_each_rows_subset() {
+    // IGPO's trainer: per row, the max(1, ⌊τ·n⌋) highest of its n subset positions.
+    let ent = t2(&[&[0.5, 0.9, 0.2, 0.7, 0.6], &[0.1, 0.3, 0.2, 0.8, 0.9]]);
+    let subset = t2(&[&[1., 1., 0., 1., 1.], &[1., 1., 1., 0., 0.]]);
+    // Row 0: n = 4 → τ 0.2: 1 kept (0.9); τ 0.5: 2 kept (0.9, 0.7). Row 1: n = 3 → τ 0.2: 1
+    // (0.3); τ 0.5: ⌊1.5⌋ = 1. Non-subset positions always 1.
+    let m = entropy_filter(&ent, &subset, 0.2).unwrap();
+    assert_close(
+        &vec1(&m),
+        &[0., 1., 1., 0., 0., 0., 1., 0., 1., 1.],
+        "tau 0.2",
+    );
+    let m = entropy_filter(&ent, &subset, 0.5).unwrap();
+    assert_close(
+        &vec1(&m),
+        &[0., 1., 1., 1., 0., 0., 1., 0., 1., 1.],
+        "tau 0.5",
+    );
+    let m = entropy_filter(&ent, &subset, 1.0).unwrap();
+    assert_close(&vec1(&m), &[1.; 10], "tau 1");
+    // τ = 0 still keeps each row's maximum; an empty subset keeps everything.
+    let m = entropy_filter(&ent, &subset, 0.0).unwrap();
+    assert_close(
+        &vec1(&m),
+        &[0., 1., 1., 0., 0., 0., 1., 0., 1., 1.],
+        "tau 0",
+    );
+    let m = entropy_filter(&ent, &subset.zeros_like().unwrap(), 0.2).unwrap();
+    assert_close(&vec1(&m), &[1.; 10], "empty subset");
+}
+
+#[test]
+fn entropy_filter_batch_quantile_keeps_top_fraction_of_the_batch_subset() {
+    let entropy_filter =
+        |e: &Tensor, s: &Tensor, tau| entropy_filter_with(e, s, tau, EntropyCut::BatchQuantile);
     let ent = t2(&[&[0.5, 0.9, 0.2, 0.7], &[0.9, 0.1, 0.3, 0.8]]);
     let subset = t2(&[&[1., 1., 0., 0.], &[1., 1., 1., 0.]]);
     // Subset entropies over the batch: 0.5, 0.9, 0.9, 0.1, 0.3 → sorted [0.1, 0.3, 0.5, 0.9, 0.9].

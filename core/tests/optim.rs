@@ -612,3 +612,14 @@ fn constructor_rejects_bad_settings() {
     assert_eq!(OnNonFinite::parse("skip").unwrap(), OnNonFinite::Skip);
     assert!(OnNonFinite::parse("ignore").is_err());
 }
+
+#[test]
+fn warmup_ratio_rounds_up_as_hugging_face() {
+    use workbench_core::train::optim::warmup_steps_from_ratio;
+    // d1: warmup_ratio 1e-4 of any run shorter than 10 000 steps is one step, not zero.
+    assert_eq!(warmup_steps_from_ratio(1e-4, 6000).unwrap(), 1);
+    assert_eq!(warmup_steps_from_ratio(0.1, 25).unwrap(), 3);
+    assert_eq!(warmup_steps_from_ratio(0.0, 25).unwrap(), 0);
+    assert_eq!(warmup_steps_from_ratio(0.5, 10).unwrap(), 5);
+    assert!(warmup_steps_from_ratio(1.5, 10).is_err());
+}

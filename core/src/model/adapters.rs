@@ -181,7 +181,7 @@ impl Llada {
             .into_iter()
             .map(|(n, v)| (n, v.as_tensor().detach()))
             .collect();
-        lora::save_peft(dir, cfg, base_model, &tensors)
+        lora::save_peft(dir, cfg, base_model, self.cfg.n_layers, &tensors)
     }
 
     /// A copy carrying the PEFT adapters stored in `dir` (names and shapes checked).

@@ -26,6 +26,16 @@ pub const TARGETS: [&str; 7] = [
     "q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out",
 ];
 
+/// The layers the reference trainers adapt. d1, IGPO, CJ-GRPO and MDPO all list PEFT's
+/// `q_proj k_proj v_proj o_proj up_proj down_proj gate_proj` (e.g. d1 `diffu-grpo/train.py`);
+/// of those only q, k, v and up exist in LLaDA (its others are `attn_out`, `ff_proj`,
+/// `ff_out`), so PEFT adapts exactly these four.
+pub const REFERENCE_TARGETS: [&str; 4] = ["q_proj", "k_proj", "v_proj", "up_proj"];
+
+/// Layer names that also end another module's name in a LLaDA checkpoint: the untied LM head
+/// is `model.transformer.ff_out`, so PEFT's suffix rule would match it with `ff_out`.
+const AMBIGUOUS_TARGETS: [&str; 1] = ["ff_out"];
+
 /// PEFT's prefix in front of a checkpoint tensor name.
 const PEFT_PREFIX: &str = "base_model.model.";
 
@@ -48,13 +58,14 @@ pub struct LoraConfig {
 }
 
 impl Default for LoraConfig {
-    /// d1's adapter: r 128, alpha 64, dropout 0.05 on every linear layer.
+    /// d1's adapter: r 128, alpha 64, dropout 0.05 on the layers the reference trainers
+    /// actually adapt, [`REFERENCE_TARGETS`] (all of [`TARGETS`] is an option).
     fn default() -> Self {
         LoraConfig {
             r: 128,
             alpha: 64.0,
             dropout: 0.05,
-            targets: TARGETS.iter().map(|s| s.to_string()).collect(),
+            targets: REFERENCE_TARGETS.iter().map(|s| s.to_string()).collect(),
             rslora: false,
             seed: 0,
         }
@@ -96,8 +107,27 @@ impl LoraConfig {
         }
     }
 
-    /// PEFT's `adapter_config.json` for these settings.
-    pub fn to_peft_json(&self, base_model: &str) -> serde_json::Value {
+    /// PEFT's `target_modules` for these targets on a model of `n_layers` blocks: names PEFT
+    /// resolves (exact name or suffix after a dot) to exactly the adapted modules. A layer
+    /// whose name also ends another module's name (`ff_out`, the LM head's name) is listed
+    /// once per block by its full name, `model.transformer.blocks.{i}.ff_out`.
+    pub fn peft_target_modules(&self, n_layers: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in TARGETS
+            .iter()
+            .filter(|t| self.targets.iter().any(|x| x == *t))
+        {
+            if AMBIGUOUS_TARGETS.contains(t) {
+                out.extend((0..n_layers).map(|i| format!("model.transformer.blocks.{i}.{t}")));
+            } else {
+                out.push(t.to_string());
+            }
+        }
+        out
+    }
+
+    /// PEFT's `adapter_config.json` for these settings on a model of `n_layers` blocks.
+    pub fn to_peft_json(&self, base_model: &str, n_layers: usize) -> serde_json::Value {
         serde_json::json!({
             "peft_type": "LORA",
             "task_type": null,
@@ -105,7 +135,7 @@ impl LoraConfig {
             "r": self.r,
             "lora_alpha": self.alpha,
             "lora_dropout": self.dropout,
-            "target_modules": self.targets,
+            "target_modules": self.peft_target_modules(n_layers),
             "use_rslora": self.rslora,
             "bias": "none",
             "fan_in_fan_out": false,
@@ -147,6 +177,24 @@ impl LoraConfig {
             }
             _ => bail!("{}: missing target_modules", at()),
         };
+        // Per-block names (`model.transformer.blocks.{i}.ff_out`) name the layer `ff_out`.
+        let mut layers: Vec<String> = Vec::new();
+        for t in targets {
+            let layer = match t.strip_prefix("model.transformer.blocks.") {
+                Some(rest) => match rest.split_once('.') {
+                    Some((i, name)) if i.parse::<usize>().is_ok() => name.to_string(),
+                    _ => bail!(
+                        "{}: target_modules entry {t:?} is not a block's layer",
+                        at()
+                    ),
+                },
+                None => t,
+            };
+            if !layers.contains(&layer) {
+                layers.push(layer);
+            }
+        }
+        let targets = layers;
         for (key, ok) in [
             ("bias", serde_json::json!("none")),
             ("fan_in_fan_out", serde_json::json!(false)),
@@ -266,11 +314,13 @@ pub fn dropout_key(forward_key: u64, layer: usize, slot: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir`, each atomically.
+/// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir`, each atomically,
+/// for a model of `n_layers` blocks.
 pub fn save_peft(
     dir: &Path,
     cfg: &LoraConfig,
     base_model: &str,
+    n_layers: usize,
     tensors: &HashMap<String, Tensor>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -281,7 +331,7 @@ pub fn save_peft(
     fsio::write_atomic_with(&dir.join("adapter_model.safetensors"), |tmp| {
         Ok(candle_core::safetensors::save(&host, tmp)?)
     })?;
-    let json = serde_json::to_string_pretty(&cfg.to_peft_json(base_model))?;
+    let json = serde_json::to_string_pretty(&cfg.to_peft_json(base_model, n_layers))?;
     fsio::write_atomic(&dir.join("adapter_config.json"), json.as_bytes())
 }
 

@@ -96,6 +96,12 @@ pub struct SamplerConfig {
     pub temperature: f64,
     /// Confidence used to rank candidates.
     pub remasking: Remasking,
+    /// MDPO's confidence (`mdlm_generation_utils.py` 63–79): rank candidates and record their
+    /// confidence by `softmax(logits / temperature)` — the distribution the token was sampled
+    /// from — instead of the untempered `softmax(logits)` (LLaDA); the recorded trajectory also
+    /// keeps the real confidence of the masked positions right of the current block (recorded
+    /// before the block's −inf, `diffusion_generate` 85 vs 99). No effect at temperature 0.
+    pub tempered_confidence: bool,
     /// Per-step commit counts.
     pub schedule: Schedule,
     /// Classifier-free guidance scale w: `un + (w + 1)(cond − un)`; 0 disables it.
@@ -133,6 +139,7 @@ impl Default for SamplerConfig {
             block_num: None,
             temperature: 0.0,
             remasking: Remasking::LowConfidence,
+            tempered_confidence: false,
             schedule: Schedule::Linear,
             cfg_scale: 0.0,
             logits_eos_inf: false,

@@ -92,8 +92,9 @@ struct Prediction {
     x0: Vec<Vec<u32>>,
     /// Confidences, aligned with `cand`.
     conf: Vec<Vec<f64>>,
-    /// Recorded predictions at masked positions right of the window (record only).
-    extra: Vec<Vec<(usize, u32)>>,
+    /// Recorded predictions at masked positions right of the window (record only), with their
+    /// confidence (−inf unless `tempered_confidence`, MDPO's record).
+    extra: Vec<Vec<(usize, u32, f64)>>,
 }
 
 /// Where a denoising step stands: the block (index and canvas range `[start, end)`, whose end
@@ -452,8 +453,9 @@ impl Run<'_, '_> {
                 prediction[r * l + q] = pred.x0[r][j];
                 confidence[r * l + q] = pred.conf[r][j] as f32;
             }
-            for &(q, t) in &pred.extra[r] {
+            for &(q, t, c) in &pred.extra[r] {
                 prediction[r * l + q] = t;
+                confidence[r * l + q] = c as f32;
             }
         }
         let committed = (0..b)
@@ -590,6 +592,7 @@ impl Run<'_, '_> {
             cfg.temperature,
             cfg.remasking,
             eos_inf,
+            cfg.tempered_confidence,
         )?;
         // Split back per row: candidates first (row-major), then the extras.
         let mut at = 0;
@@ -604,10 +607,14 @@ impl Run<'_, '_> {
         }
         for (slot, pos) in pred.extra.iter_mut().zip(&extra_pos) {
             let k = pos.len();
-            *slot = pos
-                .iter()
-                .copied()
-                .zip(x0_all[at..at + k].iter().copied())
+            *slot = (0..k)
+                .map(|j| {
+                    let c = match &conf_all {
+                        Some(c) if cfg.tempered_confidence => c[at + j],
+                        _ => f64::NEG_INFINITY,
+                    };
+                    (pos[j], x0_all[at + j], c)
+                })
                 .collect();
             at += k;
         }

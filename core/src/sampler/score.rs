@@ -21,14 +21,16 @@ use super::config::Remasking;
 /// Candidates and (optionally) confidences for `logits` [R, V].
 ///
 /// `noise` is the Gumbel noise `g` [R, V] (f64, same device) for T > 0; `eos_inf` sets that
-/// token's logit to −inf first. Returns `x0` [R] and, when `remasking` is computed on the
-/// device (every mode except `random`), the confidences [R].
+/// token's logit to −inf first. With `tempered` (MDPO) and T > 0 the confidence is computed
+/// from `l / T`, the distribution `x0` was sampled from. Returns `x0` [R] and, when
+/// `remasking` is computed on the device (every mode except `random`), the confidences [R].
 pub(crate) fn score_rows(
     logits: &Tensor,
     noise: Option<&Tensor>,
     temperature: f64,
     remasking: Remasking,
     eos_inf: Option<u32>,
+    tempered: bool,
 ) -> Result<(Vec<u32>, Option<Vec<f64>>)> {
     let (_, v) = logits.dims2()?;
     let dev = logits.device().clone();
@@ -44,6 +46,9 @@ pub(crate) fn score_rows(
         Some(g) => (&l + (g * temperature)?)?.argmax_keepdim(D::Minus1)?,
         None => l.argmax_keepdim(D::Minus1)?,
     };
+    if tempered && temperature > 0.0 {
+        l = (l / temperature)?;
+    }
     let conf = match remasking {
         Remasking::Random => None,
         _ => {

@@ -6,6 +6,7 @@
 //! | estimator | input | scored positions | returned length |
 //! |---|---|---|---|
 //! | [`logp_d1`] (diffu-GRPO) | prompt ⊕ completion, completion all masked, each real prompt token masked w.p. `p_mask_prompt` | every completion position | L (completion) |
+//! | [`logp_on_input`] (replays) | a given input, e.g. a reference trainer's realized noisy sequence | the last L positions | L |
 //! | [`logp_masked`] (one-step GRPO, IGPO) | [`logp_d1`] with `p_mask_prompt = 0` | every completion position | L |
 //! | [`logp_step`] (CJ-GRPO) | a recorded state x_s | the positions committed at s, gathered at x_{s+1} | T (canvas) |
 //! | [`logp_mdpo`] (MDPO) | a recorded state x_t, logits / (temperature + eps) | every completion position masked in x_t, gathered at x̂0 | T (canvas) |
@@ -291,11 +292,89 @@ fn prompt_real(
     ))
 }
 
+/// d1's noisy input (`forward_process`): prompt ⊕ completion with every completion token
+/// replaced by `mask` and each real prompt token masked with probability `p_mask_prompt`
+/// ([`d1_prompt_mask`] of `seed`). Returns the input, the original sequence and P.
+pub fn d1_input(
+    prompt: &Tensor,
+    completion: &Tensor,
+    p_mask_prompt: f64,
+    seed: u64,
+    attention_mask: Option<&Tensor>,
+    mask: u32,
+) -> Result<(HostIds, HostIds, usize)> {
+    if !(0.0..=1.0).contains(&p_mask_prompt) {
+        bail!("p_mask_prompt must be in [0, 1], got {p_mask_prompt}");
+    }
+    let (seq, p, _) = concat(prompt, completion)?;
+    let (b, t) = (seq.batch, seq.len);
+    let real = prompt_real(attention_mask, b, p, t)?;
+    let noise = d1_prompt_mask(b, p, p_mask_prompt, seed, real.as_deref());
+    let mut input = seq.clone();
+    for r in 0..b {
+        for j in 0..t {
+            if j >= p || noise[r * p + j] {
+                input.ids[r * t + j] = mask;
+            }
+        }
+    }
+    Ok((input, seq, p))
+}
+
+/// The one-step estimator on a given (recorded or injected) input: one forward over `input`
+/// [B, P + L] and log π of `completion` [B, L] at every one of the last L positions, whatever
+/// they hold (d1 and IGPO mask them all). This is what [`logp_d1`] and [`logp_masked`] run
+/// after drawing their input; loss replays ([`crate::train::parity`]) call it with the
+/// reference trainer's realized noisy input. Returns [B, L] log-probs and an all-ones mask.
+pub fn logp_on_input(
+    model: &Llada,
+    input: &Tensor,
+    completion: &Tensor,
+    attention_mask: Option<&Tensor>,
+) -> Result<Estimate> {
+    let x = HostIds::from_tensor(input, "input")?;
+    let c = HostIds::from_tensor(completion, "completion")?;
+    if c.batch != x.batch || c.len > x.len {
+        bail!(
+            "completion is [{}, {}] but the input is [{}, {}]: expected the same rows and at most \
+             as many columns",
+            c.batch,
+            c.len,
+            x.batch,
+            x.len
+        );
+    }
+    logp_completion(model, &x, &c, attention_mask)
+}
+
+fn logp_completion(
+    model: &Llada,
+    input: &HostIds,
+    completion: &HostIds,
+    attention_mask: Option<&Tensor>,
+) -> Result<Estimate> {
+    let (b, t, l) = (input.batch, input.len, completion.len);
+    let p = t - l;
+    let mut targets = input.ids.clone();
+    let mut positions = vec![false; b * t];
+    for r in 0..b {
+        for j in 0..l {
+            targets[r * t + p + j] = completion.ids[r * l + j];
+            positions[r * t + p + j] = true;
+        }
+    }
+    let full = logp_at(model, input, &targets, &positions, attention_mask, 1.0)?;
+    Ok(Estimate {
+        logp: full.narrow(1, p, l)?,
+        mask: mask_tensor(model, &vec![true; b * l], (b, l))?,
+    })
+}
+
 /// d1's one-step estimator (diffu-GRPO): input prompt ⊕ completion with every completion token
 /// masked and each real prompt token masked with probability `p_mask_prompt`
-/// ([`d1_prompt_mask`]); one forward; log π(o_k) at every completion position. `prompt` [B, P],
-/// `completion` [B, L] (not padded: d1 pads completions with EOS and scores them),
-/// `attention_mask` [B, P + L]. Returns [B, L] log-probs and an all-ones mask.
+/// ([`d1_input`]); one forward; log π(o_k) at every completion position ([`logp_on_input`]).
+/// `prompt` [B, P], `completion` [B, L] (not padded: d1 pads completions with EOS and scores
+/// them), `attention_mask` [B, P + L]. Returns [B, L] log-probs and an all-ones mask.
 pub fn logp_d1(
     model: &Llada,
     prompt: &Tensor,
@@ -304,32 +383,48 @@ pub fn logp_d1(
     seed: u64,
     attention_mask: Option<&Tensor>,
 ) -> Result<Estimate> {
-    if !(0.0..=1.0).contains(&p_mask_prompt) {
-        bail!("p_mask_prompt must be in [0, 1], got {p_mask_prompt}");
-    }
     let mask = mask_id(model)?;
-    let (seq, p, l) = concat(prompt, completion)?;
-    let (b, t) = (seq.batch, seq.len);
-    let real = prompt_real(attention_mask, b, p, t)?;
-    let noise = d1_prompt_mask(b, p, p_mask_prompt, seed, real.as_deref());
-    let mut input = seq.clone();
-    let mut positions = vec![false; b * t];
+    let (input, _, _) = d1_input(
+        prompt,
+        completion,
+        p_mask_prompt,
+        seed,
+        attention_mask,
+        mask,
+    )?;
+    let c = HostIds::from_tensor(completion, "completion")?;
+    logp_completion(model, &input, &c, attention_mask)
+}
+
+/// Per-token entropy `−Σ p log p` [B, L] of the model's prediction for a fully masked
+/// completion of `completion_len` tokens after the clean `prompt` [B, P] (detached): the
+/// old-policy uncertainty IGPO's entropy filter ranks hint positions by (`trainer_igpo.py`
+/// 1764–1826, on the same input as [`logp_masked`]).
+pub fn masked_entropy(
+    model: &Llada,
+    prompt: &Tensor,
+    completion_len: usize,
+    attention_mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let mask = mask_id(model)?;
+    let p = HostIds::from_tensor(prompt, "prompt")?;
+    let (b, t) = (p.batch, p.len + completion_len);
+    let mut ids = Vec::with_capacity(b * t);
     for r in 0..b {
-        for j in 0..t {
-            let i = r * t + j;
-            if j >= p {
-                input.ids[i] = mask;
-                positions[i] = true;
-            } else if noise[r * p + j] {
-                input.ids[i] = mask;
-            }
-        }
+        ids.extend_from_slice(p.row(r));
+        ids.extend(std::iter::repeat_n(mask, completion_len));
     }
-    let full = logp_at(model, &input, &seq.ids, &positions, attention_mask, 1.0)?;
-    Ok(Estimate {
-        logp: full.narrow(1, p, l)?,
-        mask: mask_tensor(model, &vec![true; b * l], (b, l))?,
-    })
+    let dev = model.device();
+    let ids = Tensor::from_vec(ids, (b, t), dev)?;
+    let attn = attention_mask.map(|m| m.to_device(dev)).transpose()?;
+    let hidden = model
+        .forward_hidden(&ids, attn.as_ref())?
+        .narrow(1, p.len, completion_len)?
+        .contiguous()?;
+    let d = hidden.dim(D::Minus1)?;
+    let logits = model.logits(&hidden.reshape((b * completion_len, d))?)?;
+    let e = super::losses::entropy(&ops::upcast(&logits)?)?;
+    Ok(e.reshape((b, completion_len))?.detach())
 }
 
 /// The fully-masked-completion, clean-prompt estimator (one-step GRPO, IGPO): [`logp_d1`] with

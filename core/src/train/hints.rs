@@ -190,6 +190,27 @@ pub fn seeded_hints(
     )
 }
 
+/// Which correct hinted candidates replace the first rows of an all-wrong group, as IGPO's
+/// trainer picks them (`trainer_igpo.py` 1573–1586): with `correct` the candidates' indices
+/// (ascending) and at most `max_replace` replacements, all of them when they fit, else a
+/// random `max_replace` of them in random order (`torch.randperm(n)[:k]`; here from `rng`).
+/// Entry i of the result replaces row i of the group.
+pub fn choose_replacements<R: Rng>(
+    correct: &[usize],
+    max_replace: usize,
+    rng: &mut R,
+) -> Vec<usize> {
+    if correct.len() <= max_replace {
+        return correct.to_vec();
+    }
+    let mut perm: Vec<usize> = (0..correct.len()).collect();
+    perm.shuffle(rng);
+    perm.into_iter()
+        .take(max_replace)
+        .map(|i| correct[i])
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +228,23 @@ mod tests {
             }
             assert!(n - pos < 5, "{n}: dropped tail {}", n - pos);
         }
+    }
+
+    #[test]
+    fn replacements_take_all_when_they_fit_else_a_random_subset() {
+        let mut rng = StdRng::seed_from_u64(5);
+        assert_eq!(choose_replacements(&[1, 3], 2, &mut rng), vec![1, 3]);
+        assert_eq!(choose_replacements(&[], 2, &mut rng), Vec::<usize>::new());
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let c = choose_replacements(&[0, 2, 5, 7], 2, &mut rng);
+            assert_eq!(c.len(), 2);
+            assert_ne!(c[0], c[1]);
+            assert!(c.iter().all(|x| [0, 2, 5, 7].contains(x)));
+            seen.insert(c);
+        }
+        // Ordered pairs of 4 candidates: 12, all reachable (not always the first two).
+        assert_eq!(seen.len(), 12);
     }
 
     #[test]

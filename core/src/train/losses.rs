@@ -11,27 +11,36 @@
 //!   `GRPOTrainer` do ([`Normalise::Std`]).
 //! * **MDPO per-step advantage** ([`mdpo_step_advantages`]): with rewards `r[k,t]` of rollout
 //!   `k` at denoising step `t = 0..T−1`, `A[k,t] = (r[k,t] − r[k,t−1]) + mean(r[k,t+1..=T−1])`
-//!   with the convention `r[k,−1] := 0`, and `A[k,T−1] = r[k,T−1]`; then per step across the
-//!   group `Â[k,t] = (A[k,t] − mean_k)/(std_k + eps)` (unbiased sample std, torch's `std()`,
-//!   MDPO uses eps 1e-4). [`top_k_steps`] then picks the `k` steps of each rollout with the
-//!   largest `|Â|`.
+//!   with the convention `r[k,−1] := 0`; the last step gets `(r[k,T−1] − r[k,T−2]) + r[k,T−1]`
+//!   as the released trainer computes it (`mdpo_trainer.py` 849–851: the "future mean" of the
+//!   last step is its own reward; [`MdpoLastStep::RewardOnly`] is the paper's `r[k,T−1]`); then
+//!   per step across the group `Â[k,t] = (A[k,t] − mean_k)/(std_k + eps)` (unbiased sample std,
+//!   torch's `std()`, MDPO uses eps 1e-4; the release's `+1` cancels here). [`top_k_steps`] then
+//!   picks the `k` steps of each rollout with the largest `|Â|`, and [`mdpo_loss`] is the
+//!   released per-(rollout, step) loss.
 //! * **Clipped surrogate** ([`clipped_surrogate`], PPO/GRPO as in TRL's `GRPOTrainer` and d1):
 //!   per token `−min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A)` with the token ratio
 //!   `ρ = exp(logπ − logπ_old)`, or the GSPO sequence ratio
-//!   `ρ_seq = exp(mean over masked tokens of (logπ − logπ_old))` broadcast to every token of its
-//!   sequence (IGPO's released code). The clip fraction is TRL's: the share of masked tokens
+//!   `ρ_seq = exp(mean over all L positions of (logπ − logπ_old))` broadcast to every token of
+//!   its sequence (IGPO's released code, `trainer_igpo.py` 651–686), or the mean over the masked
+//!   tokens only ([`RatioLevel::SequenceMasked`], the GSPO paper). The clip fraction is TRL's: the share of masked tokens
 //!   with `(ρ < 1−ε_low ∧ A < 0) ∨ (ρ > 1+ε_high ∧ A > 0)`, exactly the tokens whose gradient
 //!   the clip removes.
 //! * **KL estimators** ([`kl`], per token, `ref = logπ_ref`, `lp = logπ`): `k1 = lp − ref`,
 //!   `k2 = ½(ref − lp)²` (MDPO), `k3 = exp(ref − lp) − (ref − lp) − 1` (d1, CJ-GRPO, IGPO,
 //!   TRL).
 //! * **Reductions** ([`reduce`]): `token_mean` = `Σ loss·mask / Σ mask` over the batch (d1,
-//!   DAPO), `seq_mean` = mean over rows of `Σ_row loss·mask / Σ_row mask` (TRL's `grpo` loss
-//!   type), `constant(C)` = `Σ loss·mask / (B·C)` (Dr.GRPO). Counts are clamped to at least 1.
+//!   DAPO), `micro_batch_token_mean(n)` = the token mean of every block of `n` rows, averaged
+//!   over the blocks (d1's trainer: one token mean per micro-batch of one group, then the
+//!   average over micro-batches, `diffu_grpo_trainer.py` 121), `seq_mean` = mean over rows of
+//!   `Σ_row loss·mask / Σ_row mask` (TRL's `grpo` loss type), `constant(C)` =
+//!   `Σ loss·mask / (B·C)` (Dr.GRPO). Counts are clamped to at least 1.
 //! * **Entropy** ([`entropy`]): `−Σ p log p` over the last dim of logits, and the IGPO entropy
-//!   filter ([`entropy_filter`]): among the positions of a subset (hint tokens) keep the top-τ
-//!   fraction by entropy, with the threshold taken over the whole batch's subset positions as
-//!   TRL's `get_high_entropy_mask` does.
+//!   filter ([`entropy_filter`]): among the positions of a subset (hint tokens) keep, per row,
+//!   the `max(1, ⌊τ·n⌋)` of the row's `n` subset positions with the highest entropy, as IGPO's
+//!   trainer does (`trainer_igpo.py` 1786–1826); [`EntropyCut::BatchQuantile`] takes one
+//!   threshold over the whole batch's subset positions instead (TRL's
+//!   `get_high_entropy_mask`).
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, D};
@@ -53,8 +62,34 @@ pub enum Normalise {
 pub enum RatioLevel {
     /// `ρ = exp(logπ − logπ_old)` per token (PPO/GRPO, d1).
     Token,
-    /// GSPO: `exp(mean over the row's masked tokens of (logπ − logπ_old))`, one per sequence.
+    /// GSPO as IGPO's release computes it: `exp(mean over all L positions of the row of
+    /// (logπ − logπ_old))`, one per sequence, whatever the mask (`trainer_igpo.py` 651–686).
     Sequence,
+    /// GSPO as the paper writes it: the mean over the row's masked tokens only.
+    SequenceMasked,
+}
+
+/// What the last denoising step's raw advantage is in [`mdpo_step_advantages_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MdpoLastStep {
+    /// `(r[T−1] − r[T−2]) + r[T−1]`: the released trainer (`mdpo_trainer.py` 849–851), whose
+    /// "mean of the future rewards" of the last step is its own reward.
+    #[default]
+    Reference,
+    /// `r[T−1]` (the paper: no future, no difference).
+    RewardOnly,
+}
+
+/// How [`entropy_filter_with`] cuts the subset positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EntropyCut {
+    /// Per row, the `max(1, ⌊τ·n⌋)` highest-entropy of the row's `n` subset positions (IGPO's
+    /// trainer, `trainer_igpo.py` 1786–1826); ties at the cut go to the earlier position.
+    #[default]
+    PerRowTopK,
+    /// One threshold over the whole batch: `quantile(subset entropies, 1 − τ)` (TRL's
+    /// `get_high_entropy_mask`), ties at the threshold kept.
+    BatchQuantile,
 }
 
 /// Output of [`clipped_surrogate`].
@@ -86,6 +121,12 @@ pub enum KlKind {
 pub enum Reduction {
     /// `Σ loss·mask / Σ mask` over the whole batch.
     TokenMean,
+    /// The token mean of every consecutive block of `rows` rows (the last block may be shorter),
+    /// averaged over the blocks: d1's trainer with one group per micro-batch.
+    MicroBatchTokenMean {
+        /// Rows per micro-batch (d1: the group size G).
+        rows: usize,
+    },
     /// Per row `Σ loss·mask / Σ mask`, then the mean over rows (d1/TRL `grpo`).
     SeqMean,
     /// `Σ loss·mask / (B·C)` with a fixed `C` such as the max completion length (Dr.GRPO).
@@ -168,11 +209,45 @@ pub fn group_advantages(rewards: &Tensor, group: usize, norm: Normalise) -> Resu
 }
 
 /// MDPO per-step advantages of step rewards `rewards` `[G, T]` (rollout `k` of a group of `G`,
-/// denoising step `t`): `A[k,t] = (r[k,t] − r[k,t−1]) + mean(r[k,t+1..=T−1])` with
-/// `r[k,−1] := 0`, and `A[k,T−1] = r[k,T−1]`; then normalised per step across the group,
-/// `(A − mean_k)/(std_k + eps)` with the unbiased sample std (torch's default `std()`; MDPO
-/// uses `eps = 1e-4`). Needs `G >= 2`. Returns f32 `[G, T]` (a constant).
+/// denoising step `t`) as the released trainer computes them: see
+/// [`mdpo_step_advantages_with`] with [`MdpoLastStep::Reference`].
 pub fn mdpo_step_advantages(rewards: &Tensor, eps: f64) -> Result<Tensor> {
+    mdpo_step_advantages_with(rewards, eps, MdpoLastStep::Reference)
+}
+
+/// The raw MDPO advantages `[G][T]` before the per-step normalisation:
+/// `A[k,t] = (r[k,t] − r[k,t−1]) + mean(r[k,t+1..=T−1])` with `r[k,−1] := 0` for `t < T−1`, and
+/// for the last step `(r[k,T−1] − r[k,T−2]) + r[k,T−1]` ([`MdpoLastStep::Reference`]) or
+/// `r[k,T−1]` ([`MdpoLastStep::RewardOnly`]). The release's constant `+1` is left out (it
+/// cancels in the normalisation).
+pub fn mdpo_raw_advantages(rewards: &[Vec<f64>], last: MdpoLastStep) -> Vec<Vec<f64>> {
+    rewards
+        .iter()
+        .map(|row| {
+            let t = row.len();
+            (0..t)
+                .map(|s| {
+                    let prev = if s == 0 { 0.0 } else { row[s - 1] };
+                    if s + 1 == t {
+                        match last {
+                            MdpoLastStep::Reference => row[s] - prev + row[s],
+                            MdpoLastStep::RewardOnly => row[s],
+                        }
+                    } else {
+                        let future = &row[s + 1..];
+                        row[s] - prev + future.iter().sum::<f64>() / future.len() as f64
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// MDPO per-step advantages of step rewards `rewards` `[G, T]`: the raw advantages of
+/// [`mdpo_raw_advantages`] normalised per step across the group, `(A − mean_k)/(std_k + eps)`
+/// with the unbiased sample std (torch's default `std()`; MDPO uses `eps = 1e-4`). Needs
+/// `G >= 2`. Returns f32 `[G, T]` (a constant).
+pub fn mdpo_step_advantages_with(rewards: &Tensor, eps: f64, last: MdpoLastStep) -> Result<Tensor> {
     let (g, t) = dims2(rewards, "rewards", "[G, T] (rollouts × steps)")?;
     check_eps(eps, "eps")?;
     if g < 2 || t == 0 {
@@ -182,18 +257,7 @@ pub fn mdpo_step_advantages(rewards: &Tensor, eps: f64) -> Result<Tensor> {
         );
     }
     let r = rewards.to_dtype(DType::F64)?.to_vec2::<f64>()?;
-    let mut a = vec![vec![0.0; t]; g];
-    for (row, out) in r.iter().zip(a.iter_mut()) {
-        for s in 0..t {
-            out[s] = if s == t - 1 {
-                row[s]
-            } else {
-                let prev = if s == 0 { 0.0 } else { row[s - 1] };
-                let future = &row[s + 1..];
-                row[s] - prev + future.iter().sum::<f64>() / future.len() as f64
-            };
-        }
-    }
+    let a = mdpo_raw_advantages(&r, last);
     let mut out = vec![0f32; g * t];
     for s in 0..t {
         let col: Vec<f64> = a.iter().map(|row| row[s]).collect();
@@ -227,9 +291,10 @@ pub fn top_k_steps(adv: &Tensor, k: usize) -> Result<Tensor> {
 /// `old_logp` and `mask` `[B, L]` and advantages `adv` `[B]`, `[B, 1]` or `[B, L]`.
 ///
 /// `ρ` is the token ratio `exp(logp − old_logp)` or, with [`RatioLevel::Sequence`], the GSPO
-/// ratio `exp(mean over the row's masked tokens of (logp − old_logp))` on every token. Positions
-/// where `mask` is 0 contribute nothing (their log-ratio is taken as 0, so non-finite padding
-/// values are harmless). The gradient w.r.t. `logp` is `−A·∂ρ` where the clip is inactive and 0
+/// ratio `exp(mean over all L positions of the row of (logp − old_logp))` on every token (IGPO's
+/// release; [`RatioLevel::SequenceMasked`]: the mean over the row's masked tokens). Positions
+/// where `mask` is 0 contribute nothing to the loss (with the token and masked-sequence ratios
+/// their log-ratio is taken as 0, so non-finite padding values are harmless). The gradient w.r.t. `logp` is `−A·∂ρ` where the clip is inactive and 0
 /// where it is active. Also returns TRL's clip fraction and the (detached) ratio.
 pub fn clipped_surrogate(
     logp: &Tensor,
@@ -267,10 +332,12 @@ pub fn clipped_surrogate(
     let keep = to_f32(mask, "mask")?.detach().ne(0f32)?;
     let keep_f = keep.to_dtype(DType::F32)?;
     let zeros = Tensor::zeros((b, l), DType::F32, logp.device())?;
-    let log_ratio = keep.where_cond(&(logp - old)?, &zeros)?;
+    let diff = (logp - old)?;
+    let log_ratio = keep.where_cond(&diff, &zeros)?;
     let log_ratio = match level {
         RatioLevel::Token => log_ratio,
-        RatioLevel::Sequence => {
+        RatioLevel::Sequence => diff.mean_keepdim(1)?.broadcast_as((b, l))?.contiguous()?,
+        RatioLevel::SequenceMasked => {
             let count = keep_f.sum_keepdim(1)?.maximum(1f32)?;
             log_ratio
                 .sum_keepdim(1)?
@@ -305,6 +372,122 @@ pub fn clipped_surrogate(
     })
 }
 
+/// Settings of [`mdpo_loss`]: the released `compute_loss` (`mdpo_trainer.py` 1487–1545).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MdpoLossConfig {
+    /// L, the generation length in λ_t = L / (n_t + 1e-4).
+    pub gen_length: usize,
+    /// Coefficient of the k2 penalty (0.02 in the release).
+    pub beta: f64,
+    /// Lower clip ε (0.2).
+    pub eps_low: f64,
+    /// Upper clip ε (0.2).
+    pub eps_high: f64,
+    /// Weight the KL term by the confidence too (the release: `(surrogate·λ_t + β·k2)·conf`);
+    /// `false` weights only the surrogate.
+    pub kl_by_confidence: bool,
+}
+
+impl Default for MdpoLossConfig {
+    fn default() -> Self {
+        MdpoLossConfig {
+            gen_length: 512,
+            beta: 0.02,
+            eps_low: 0.2,
+            eps_high: 0.2,
+            kl_by_confidence: true,
+        }
+    }
+}
+
+/// Output of [`mdpo_loss`].
+#[derive(Debug, Clone)]
+pub struct MdpoLoss {
+    /// The loss of every row (one row = one (rollout, step) micro-batch), `[B]`, differentiable.
+    pub loss: Tensor,
+    /// Per row, the masked mean of the k2 term (detached; 0 when `ref_logp` is `None`).
+    pub kl: Vec<f64>,
+}
+
+/// MDPO's loss of (rollout, step) pairs, one per row, as the release computes it: with the
+/// tokens masked in the step's input `mask` `[B, L]` (n_t per row), λ_t = L/(n_t + 1e-4), the
+/// ratio ρ = exp(logp − old) — with `old_logp = None` (μ = 1, the release) ρ = exp(logp −
+/// stop_gradient(logp)), 1 in value with the gradient of logp — per token
+/// `−min(ρÂ, clip(ρ, 1−ε_low, 1+ε_high)Â)·λ_t + β·½(ref − logp)²` and
+/// `loss = Σ per_token·mask·conf / (Σ mask + 1e-4)`. `adv` is `[B]` (the pair's Â), `conf`
+/// `[B, L]` the sampler's confidence of each token (non-finite values count as 0). The
+/// effective weight of a token is −Â·L·conf/n_t² (quirk: late steps with few masked tokens
+/// dominate). The release sums the pairs a rank trains on and averages the ranks: divide the sum
+/// of these losses by the number of rollouts.
+pub fn mdpo_loss(
+    logp: &Tensor,
+    old_logp: Option<&Tensor>,
+    ref_logp: Option<&Tensor>,
+    adv: &Tensor,
+    mask: &Tensor,
+    conf: &Tensor,
+    cfg: &MdpoLossConfig,
+) -> Result<MdpoLoss> {
+    let (b, l) = dims2(logp, "logp", "[B, L]")?;
+    same_shape(logp, "logp", mask, "mask")?;
+    same_shape(logp, "logp", conf, "conf")?;
+    if cfg.gen_length == 0 {
+        bail!("`gen_length` of the MDPO loss must be at least 1");
+    }
+    let logp = to_f32(logp, "logp")?;
+    let old = match old_logp {
+        Some(o) => {
+            same_shape(&logp, "logp", o, "old_logp")?;
+            to_f32(o, "old_logp")?.detach()
+        }
+        None => logp.detach(),
+    };
+    let mask = to_f32(mask, "mask")?.detach();
+    let keep = mask.ne(0f32)?;
+    let conf = to_f32(conf, "conf")?.detach();
+    let finite = conf.eq(&conf)?.mul(&conf.abs()?.lt(f32::INFINITY)?)?;
+    let zeros = Tensor::zeros((b, l), DType::F32, logp.device())?;
+    let conf = keep.mul(&finite)?.where_cond(&conf, &zeros)?;
+    let n = mask.sum_keepdim(1)?;
+    let lambda = (n.affine(1.0, 1e-4)?.recip()? * cfg.gen_length as f64)?;
+    let surrogate = clipped_surrogate(
+        &logp,
+        &old,
+        adv,
+        &mask,
+        cfg.eps_low,
+        cfg.eps_high,
+        RatioLevel::Token,
+    )?;
+    let policy = surrogate.loss.broadcast_mul(&lambda)?;
+    let (weighted, kl_rows) = match ref_logp {
+        Some(r) if cfg.beta != 0.0 => {
+            let k2 = keep.where_cond(&kl(&logp, r, KlKind::K2)?, &zeros)?;
+            let kl_rows = k2
+                .detach()
+                .sum(1)?
+                .div(&n.squeeze(1)?.maximum(1f32)?)?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            let k = (k2 * cfg.beta)?;
+            let w = if cfg.kl_by_confidence {
+                (policy + k)?.mul(&conf)?
+            } else {
+                (policy.mul(&conf)? + k)?
+            };
+            (w, kl_rows)
+        }
+        _ => (policy.mul(&conf)?, vec![0.0; b]),
+    };
+    let loss = keep
+        .where_cond(&weighted, &zeros)?
+        .sum(1)?
+        .div(&n.squeeze(1)?.affine(1.0, 1e-4)?)?;
+    Ok(MdpoLoss { loss, kl: kl_rows })
+}
+
 /// Per-token KL estimate between the policy and the reference, from `logp` (with gradient) and
 /// `ref_logp` (a constant) of the same shape: `k1 = lp − ref`, `k2 = ½(ref − lp)²`,
 /// `k3 = exp(ref − lp) − (ref − lp) − 1`.
@@ -332,6 +515,29 @@ pub fn reduce(loss: &Tensor, mask: &Tensor, reduction: Reduction) -> Result<Tens
     let masked = mask.ne(0f32)?.where_cond(&loss, &zeros)?.mul(&mask)?;
     Ok(match reduction {
         Reduction::TokenMean => masked.sum_all()?.div(&mask.sum_all()?.maximum(1f32)?)?,
+        Reduction::MicroBatchTokenMean { rows } => {
+            if rows == 0 {
+                bail!("the micro-batch of `micro_batch_token_mean` must have at least one row");
+            }
+            let mut total: Option<Tensor> = None;
+            let mut n = 0usize;
+            for start in (0..b).step_by(rows) {
+                let len = rows.min(b - start);
+                let part = masked
+                    .narrow(0, start, len)?
+                    .sum_all()?
+                    .div(&mask.narrow(0, start, len)?.sum_all()?.maximum(1f32)?)?;
+                total = Some(match total {
+                    None => part,
+                    Some(t) => (t + part)?,
+                });
+                n += 1;
+            }
+            match total {
+                Some(t) => (t / n as f64)?,
+                None => Tensor::zeros((), DType::F32, loss.device())?,
+            }
+        }
         Reduction::SeqMean => masked
             .sum(1)?
             .div(&mask.sum(1)?.maximum(1f32)?)?
@@ -358,14 +564,27 @@ pub fn entropy(logits: &Tensor) -> Result<Tensor> {
     Ok(p.mul(&safe)?.sum(D::Minus1)?.neg()?)
 }
 
-/// The IGPO entropy filter: a 0/1 f32 mask `[B, L]` that is 1 outside `subset` and, inside it
-/// (`subset` nonzero, e.g. hint positions), 1 only for the top-`tau` fraction by `entropy`
-/// `[B, L]`. The threshold is taken over the subset positions of the **whole batch**:
-/// `thr = quantile(subset entropies, 1 − tau)` with linear interpolation (torch's default), and
-/// a position is kept when `entropy >= thr` (so ties at the threshold are all kept), as TRL's
-/// `get_high_entropy_mask`. `tau` in `[0, 1]`; `tau = 1` keeps the whole subset, `tau = 0` only
-/// its maximum.
+/// The IGPO entropy filter as IGPO's trainer applies it: [`entropy_filter_with`] with
+/// [`EntropyCut::PerRowTopK`].
 pub fn entropy_filter(entropy: &Tensor, subset: &Tensor, tau: f64) -> Result<Tensor> {
+    entropy_filter_with(entropy, subset, tau, EntropyCut::PerRowTopK)
+}
+
+/// The IGPO entropy filter: a 0/1 f32 mask `[B, L]` that is 1 outside `subset` and, inside it
+/// (`subset` nonzero, e.g. hint positions), 1 only for the high-entropy positions by
+/// `entropy` `[B, L]`, `tau` in `[0, 1]`:
+/// * [`EntropyCut::PerRowTopK`] (IGPO's trainer): per row with `n > 0` subset positions, the
+///   `max(1, ⌊τ·n⌋)` with the highest entropy (ties at the cut go to the earlier position);
+/// * [`EntropyCut::BatchQuantile`] (TRL's `get_high_entropy_mask`): `thr = quantile(subset
+///   entropies of the whole batch, 1 − τ)` with linear interpolation (torch's default), a
+///   position kept when `entropy >= thr` (ties all kept); `τ = 1` keeps the whole subset,
+///   `τ = 0` only its maximum.
+pub fn entropy_filter_with(
+    entropy: &Tensor,
+    subset: &Tensor,
+    tau: f64,
+    cut: EntropyCut,
+) -> Result<Tensor> {
     let (b, l) = dims2(entropy, "entropy", "[B, L]")?;
     same_shape(entropy, "entropy", subset, "subset")?;
     if !(0.0..=1.0).contains(&tau) {
@@ -379,22 +598,40 @@ pub fn entropy_filter(entropy: &Tensor, subset: &Tensor, tau: f64) -> Result<Ten
         .to_dtype(DType::F64)?
         .flatten_all()?
         .to_vec1::<f64>()?;
-    let mut vals: Vec<f64> = e
-        .iter()
-        .zip(&s)
-        .filter(|(_, &s)| s != 0.0)
-        .map(|(&e, _)| e)
-        .collect();
     let mut out = vec![1f32; b * l];
-    if !vals.is_empty() {
-        vals.sort_by(f64::total_cmp);
-        let pos = (1.0 - tau) * (vals.len() - 1) as f64;
-        let lo = pos.floor() as usize;
-        let hi = pos.ceil() as usize;
-        let thr = vals[lo] + (vals[hi] - vals[lo]) * (pos - lo as f64);
-        for ((o, &e), &s) in out.iter_mut().zip(&e).zip(&s) {
-            if s != 0.0 && e < thr {
-                *o = 0.0;
+    match cut {
+        EntropyCut::PerRowTopK => {
+            for r in 0..b {
+                let mut idx: Vec<usize> = (r * l..(r + 1) * l).filter(|&i| s[i] != 0.0).collect();
+                if idx.is_empty() {
+                    continue;
+                }
+                let keep = ((tau * idx.len() as f64).floor() as usize).max(1);
+                // Stable sort by descending entropy: ties keep position order.
+                idx.sort_by(|&x, &y| e[y].total_cmp(&e[x]));
+                for &i in &idx[keep.min(idx.len())..] {
+                    out[i] = 0.0;
+                }
+            }
+        }
+        EntropyCut::BatchQuantile => {
+            let mut vals: Vec<f64> = e
+                .iter()
+                .zip(&s)
+                .filter(|(_, &s)| s != 0.0)
+                .map(|(&e, _)| e)
+                .collect();
+            if !vals.is_empty() {
+                vals.sort_by(f64::total_cmp);
+                let pos = (1.0 - tau) * (vals.len() - 1) as f64;
+                let lo = pos.floor() as usize;
+                let hi = pos.ceil() as usize;
+                let thr = vals[lo] + (vals[hi] - vals[lo]) * (pos - lo as f64);
+                for ((o, &e), &s) in out.iter_mut().zip(&e).zip(&s) {
+                    if s != 0.0 && e < thr {
+                        *o = 0.0;
+                    }
+                }
             }
         }
     }

@@ -119,6 +119,15 @@ impl AdamWConfig {
     }
 }
 
+/// Warmup steps for a `warmup_ratio` as Hugging Face's `TrainingArguments.get_warmup_steps`
+/// computes them: `ceil(ratio · total)` (so d1's `warmup_ratio` 0.0001 gives one step, not 0).
+pub fn warmup_steps_from_ratio(ratio: f64, total: u64) -> Result<u64> {
+    if !(0.0..=1.0).contains(&ratio) {
+        bail!("warmup_ratio must be in [0, 1], found {ratio}");
+    }
+    Ok((ratio * total as f64).ceil() as u64)
+}
+
 /// A learning-rate multiplier as a function of the number of optimizer steps taken so far
 /// (what HF's `LambdaLR` passes to its lambda: 0 for the first update).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -8,8 +8,11 @@
 //!
 //! * **Pretraining** ([`pretrain_loss`]): loss = Σ_masked CE / p_mask / (B·T).
 //! * **SFT** ([`sft_loss`]): the prompt is never masked; loss = (1/B) Σ_rows Σ_masked answer
-//!   positions CE / p_mask / answer_len(row). Answers padded with EOS are trained on the EOS
-//!   padding: it is part of the answer mask and counts in answer_len.
+//!   positions CE / p_mask / answer_len(row) (LLaDA's guidelines, [`SftNormaliser::PerRow`]).
+//!   Answers padded with EOS are trained on the EOS padding: it is part of the answer mask and
+//!   counts in answer_len. d1's `SFT/sft_trainer.py` (12–26) instead divides the batch's sum by
+//!   B·N − (prompt tokens of the batch), [`SftNormaliser::BatchTokens`]; both are
+//!   [`sft_loss_on_noise`], which also replays a recorded noise.
 
 use anyhow::{bail, Result};
 use candle_core::Tensor;
@@ -77,11 +80,57 @@ pub fn sft_loss(
     seed: u64,
     eps: f64,
 ) -> Result<DiffusionLoss> {
+    let (b, t) = ids
+        .dims2()
+        .map_err(|_| anyhow::anyhow!("ids must be a [batch, length] tensor of ids"))?;
+    let noise = draw_noise(b, t, seed, eps);
+    sft_loss_on_noise(
+        model,
+        ids,
+        answer_mask,
+        &noise.masked,
+        &noise.p_mask,
+        SftNormaliser::PerRow,
+    )
+}
+
+/// What [`sft_loss_on_noise`] divides the sum of CE / p_mask by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SftNormaliser {
+    /// Per row by its answer length, then the mean over rows (LLaDA's `GUIDELINES.md`).
+    #[default]
+    PerRow,
+    /// The batch sum by B·T − prompt tokens of the batch, i.e. answer plus padding positions
+    /// (d1's `dLLMTrainer.compute_loss`, `SFT/sft_trainer.py` 12–26).
+    BatchTokens,
+}
+
+/// The SFT loss for a given noise: `ids` [B, T], `masked` (B·T flags; prompt positions are
+/// never scored whatever they say), `p_mask` per row, `answer_mask` [B, T] (1 on the answer and
+/// its EOS padding): Σ over masked answer positions of CE / p_mask, normalised by `norm`. The
+/// masked positions hold the mask token in the input. With [`draw_noise`]'s noise and
+/// [`SftNormaliser::PerRow`] this is [`sft_loss`]; a replay passes a reference trainer's
+/// recorded t and mask.
+pub fn sft_loss_on_noise(
+    model: &Llada,
+    ids: &Tensor,
+    answer_mask: &Tensor,
+    masked: &[bool],
+    p_mask: &[f64],
+    norm: SftNormaliser,
+) -> Result<DiffusionLoss> {
     let x = HostIds::from_tensor(ids, "ids")?;
     let (b, t) = (x.batch, x.len);
     let answer = host_mask(answer_mask, b, t, "answer_mask")?;
-    let noise = draw_noise(b, t, seed, eps);
-    let mut masked = noise.masked;
+    if masked.len() != b * t || p_mask.len() != b {
+        bail!(
+            "the noise has {} flags and {} mask probabilities for a [{b}, {t}] batch",
+            masked.len(),
+            p_mask.len()
+        );
+    }
+    let answer_tokens = answer.iter().filter(|&&a| a).count();
+    let mut masked = masked.to_vec();
     let mut w = vec![0.0; b * t];
     for r in 0..b {
         let row = &answer[r * t..(r + 1) * t];
@@ -89,10 +138,20 @@ pub fn sft_loss(
         if len == 0 {
             bail!("row {r} of answer_mask has no answer token");
         }
+        if !(p_mask[r] > 0.0 && p_mask[r] <= 1.0) {
+            bail!(
+                "row {r}: the mask probability must be in (0, 1], found {}",
+                p_mask[r]
+            );
+        }
+        let denom = match norm {
+            SftNormaliser::PerRow => len as f64 * b as f64,
+            SftNormaliser::BatchTokens => answer_tokens as f64,
+        };
         for (j, &is_answer) in row.iter().enumerate() {
             let i = r * t + j;
             masked[i] &= is_answer;
-            w[i] = 1.0 / noise.p_mask[r] / len as f64 / b as f64;
+            w[i] = 1.0 / p_mask[r] / denom;
         }
     }
     weighted_ce(model, &x, &masked, &w)
