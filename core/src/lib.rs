@@ -5,10 +5,13 @@
 pub mod cancel;
 pub mod data;
 pub mod device;
+pub mod error_report;
 pub mod fsio;
+pub mod literal;
 pub mod model;
 pub mod ops;
 pub mod sampler;
 pub mod tasks;
+pub mod term;
 pub mod tokenizer;
 pub mod train;
