@@ -178,7 +178,7 @@ fn an_oversized_prompt_or_generation_fails_before_allocating() {
     ]);
     no_panic(&o);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("max_sequence_length 512"), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("max_sequence_length 4096"), "{}", text(&o.stderr));
 }
 
 #[test]
@@ -317,7 +317,7 @@ fn interrupted_generate_keeps_its_finished_results() {
         .collect();
     std::fs::write(&input, body).unwrap();
     let out = dir.path().join("out.jsonl");
-    let mut child = bin()
+    let child = bin()
         .args([
             "generate", "--model", fixture("llada-tiny").to_str().unwrap(), "--in",
             input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--batch-size", "1",
@@ -455,7 +455,7 @@ fn eval_with_a_hub_repo_id_hashes_the_resolved_folder() {
         .env("HF_HUB_CACHE", dir.path().join("hub"))
         .args([
             "run", "scripts/eval.rhai", "--set", "model=acme/tiny", "--set", "task=sudoku",
-            "--set", "limit=2", "--set", "gen_lengths=[16]", "--set",
+            "--set", "limit=2", "--set", "gen_lengths=[32]", "--set",
             &format!("out={:?}", out.display().to_string()),
         ])
         .output()
