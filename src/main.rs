@@ -35,6 +35,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread: library backtraces only with WORKBENCH_BACKTRACE=1.
+    workbench_core::error_report::configure_backtraces();
     // Before any tensor op or thread: candle's pools read their sizes when they start.
     workbench_core::threads::configure(None);
     let cli = Cli::parse();
@@ -51,8 +53,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            use workbench_core::error_report::{exit_code, is_broken_pipe, render};
+            // A closed stdout (`| head -1`) and a script's `exit(n)` end without a message.
+            if !is_broken_pipe(&e) && exit_code(&e).is_none() {
+                eprintln!("error: {}", render(&e));
+            }
+            exit_code(&e).map_or(ExitCode::FAILURE, |c| ExitCode::from(c as u8))
         }
     }
 }

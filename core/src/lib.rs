@@ -5,11 +5,14 @@
 pub mod cancel;
 pub mod data;
 pub mod device;
+pub mod error_report;
 pub mod fsio;
+pub mod literal;
 pub mod model;
 pub mod ops;
 pub mod sampler;
 pub mod tasks;
+pub mod term;
 pub mod threads;
 pub mod tokenizer;
 pub mod train;

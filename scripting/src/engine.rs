@@ -139,13 +139,22 @@ pub fn new_engine_with(overrides: Arc<Mutex<Overrides>>) -> Engine {
             None
         }
     });
-    engine.on_print(|s| println!("{s}"));
+    engine.on_print(workbench_core::term::print_line);
     engine.on_debug(|s, src, pos| match (src, pos.line()) {
         (Some(src), Some(line)) => eprintln!("[{src}:{line}] {s}"),
         (None, Some(line)) => eprintln!("[line {line}] {s}"),
         _ => eprintln!("{s}"),
     });
     api::register_all(&mut engine);
+    rhai::FuncRegistration::new("exit")
+        .with_comments([
+            "/// Ends the script now; `workbench run` exits with status `code` (0..=255).",
+        ])
+        .with_params_info(["code: i64", "()"])
+        .register_into_engine(&mut engine, |code: i64| -> Result<(), Box<EvalAltResult>> {
+            workbench_core::error_report::request_exit(code);
+            Err(EvalAltResult::Exit(Dynamic::from(code), Position::NONE).into())
+        });
     let ov = overrides.clone();
     rhai::FuncRegistration::new("config")
         .with_comments([
@@ -203,8 +212,9 @@ pub fn merge_config(
 }
 
 /// Parses one `--set key=value`: the value is a Rhai literal (number, bool, string, array,
-/// map); a bare word that is not a literal is taken as a string.
-pub fn parse_set(engine: &Engine, arg: &str) -> anyhow::Result<(String, Dynamic)> {
+/// map), parsed and never evaluated (`workbench_core::literal`); a bare word that is not a
+/// literal is taken as a string.
+pub fn parse_set(arg: &str) -> anyhow::Result<(String, Dynamic)> {
     let (k, v) = arg
         .split_once('=')
         .ok_or_else(|| anyhow::anyhow!("--set {arg}: expected key=value"))?;
@@ -221,12 +231,9 @@ pub fn parse_set(engine: &Engine, arg: &str) -> anyhow::Result<(String, Dynamic)
     if bare_word {
         return Ok((k.to_string(), Dynamic::from(v.to_string())));
     }
-    let value = engine.eval_expression::<Dynamic>(v).map_err(|e| {
-        anyhow::anyhow!(
-            "--set {k}={v}: not a valid literal (number, bool, \"string\", [array]): {e}"
-        )
-    })?;
-    Ok((k.to_string(), value))
+    let value = workbench_core::literal::parse(v)
+        .map_err(|e| anyhow::anyhow!("--set {k}={v}: not a literal: {e}"))?;
+    Ok((k.to_string(), api::convert::json_to_dynamic(&value)))
 }
 
 /// Renders a script error as `file:line:col: message` with the source line and a caret.
@@ -234,8 +241,10 @@ pub fn format_error(file: &str, source: &str, err: &EvalAltResult) -> String {
     let pos = innermost_position(err);
     let msg = match err {
         EvalAltResult::ErrorTerminated(token, _) => format!("stopped: {token}"),
-        _ => err.to_string(),
+        // The location is printed once, in front: drop rhai's own ` (line 1, position 14)`.
+        _ => err.to_string().replace(&format!(" ({pos})"), ""),
     };
+    let msg = workbench_core::error_report::strip_backtrace(&msg);
     match (pos.line(), pos.position()) {
         (Some(line), col) => {
             let col = col.unwrap_or(1);
@@ -277,7 +286,7 @@ pub fn run_file(path: &Path, sets: &[String], args: &[String]) -> anyhow::Result
     let engine = new_engine_with(overrides.clone());
     let mut parsed = Vec::new();
     for s in sets {
-        parsed.push(parse_set(&engine, s)?);
+        parsed.push(parse_set(s)?);
     }
     overrides.lock().map_err(|e| anyhow::anyhow!("{e}"))?.values = parsed;
     let (ast, source) = compile_file(&engine, path)?;
@@ -288,7 +297,13 @@ pub fn run_file(path: &Path, sets: &[String], args: &[String]) -> anyhow::Result
             .map(|a| Dynamic::from(a.clone()))
             .collect::<rhai::Array>(),
     );
+    let _ = workbench_core::error_report::take_exit_request();
     let result = engine.run_ast_with_scope(&mut scope, &ast);
+    if let Some(code) = workbench_core::error_report::take_exit_request() {
+        if code != 0 && result.is_ok() {
+            return Err(workbench_core::error_report::ScriptExit(code).into());
+        }
+    }
     let ov = overrides.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
     if !ov.values.is_empty() && !ov.applied && result.is_ok() {
         eprintln!(

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use workbench_core::fsio::{write_atomic, write_atomic_with};
-use workbench_core::train::runlog::{metric_names, moving_average, read_log, series, Record};
+use workbench_core::train::runlog::{metric_names, moving_average, read_log, segments, Record};
 
 /// The embedded font (DejaVu Sans; license in assets/fonts/LICENSE-DejaVu.txt).
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -68,11 +68,11 @@ fn format_of(out: &Path) -> Result<Format> {
     }
 }
 
-/// One input file's curve in one panel.
+/// One input file's curve in one panel: runs of points, split at `null`/non-finite values.
 struct Curve {
     name: String,
-    raw: Vec<(f64, f64)>,
-    smooth: Vec<(f64, f64)>,
+    raw: Vec<Vec<(f64, f64)>>,
+    smooth: Vec<Vec<(f64, f64)>>,
 }
 
 /// Legend names: file stems, or the paths as given when two stems are equal.
@@ -136,18 +136,25 @@ fn collect(args: &PlotSpec) -> Result<Vec<(String, Vec<Curve>)>> {
     let names = legend_names(&args.inputs);
     let mut panels = Vec::new();
     for m in &metrics {
-        let curves: Vec<Curve> = logs
-            .iter()
-            .zip(&names)
-            .filter_map(|(recs, name)| {
-                let raw = series(recs, m);
-                (!raw.is_empty()).then(|| Curve {
+        let mut curves = Vec::new();
+        for ((recs, name), path) in logs.iter().zip(&names).zip(&args.inputs) {
+            let seg = segments(recs, m).with_context(|| format!("{}", path.display()))?;
+            if seg.gaps > 0 {
+                eprintln!(
+                    "warning: {}: `{m}` has {} null/non-finite value(s), drawn as gaps",
+                    path.display(),
+                    seg.gaps
+                );
+            }
+            if !seg.runs.is_empty() {
+                let smooth = seg.runs.iter().map(|r| moving_average(r, args.smooth));
+                curves.push(Curve {
                     name: name.clone(),
-                    smooth: moving_average(&raw, args.smooth),
-                    raw,
-                })
-            })
-            .collect();
+                    smooth: smooth.collect(),
+                    raw: seg.runs,
+                });
+            }
+        }
         if curves.is_empty() {
             let avail = if available.is_empty() {
                 "none".to_string()
@@ -169,6 +176,9 @@ fn padded(vals: impl Iterator<Item = f64>) -> (f64, f64) {
     if !lo.is_finite() || !hi.is_finite() {
         return (0.0, 1.0);
     }
+    // Halves first: `hi - lo` overflows to infinity near ±f64::MAX (1.8e308 hung the mesh).
+    let lim = f64::MAX / 4.0;
+    let (lo, hi) = (lo.clamp(-lim, lim), hi.clamp(-lim, lim));
     let span = hi - lo;
     if span <= f64::EPSILON * lo.abs().max(1.0) {
         let d = (lo.abs() * 0.05).max(0.5);
@@ -198,8 +208,9 @@ where
     };
     let areas = area.split_evenly((panels.len(), 1));
     for (area, (metric, curves)) in areas.iter().zip(panels) {
-        let (x0, x1) = padded(curves.iter().flat_map(|c| c.raw.iter().map(|p| p.0)));
-        let (y0, y1) = padded(curves.iter().flat_map(|c| c.raw.iter().map(|p| p.1)));
+        let pts = || curves.iter().flat_map(|c| c.raw.iter().flatten());
+        let (x0, x1) = padded(pts().map(|p| p.0));
+        let (y0, y1) = padded(pts().map(|p| p.1));
         let mut chart = ChartBuilder::on(area)
             .caption(metric, (FAMILY, 20))
             .margin(12)
@@ -219,20 +230,22 @@ where
         for (i, c) in curves.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             if smoothing {
-                chart
-                    .draw_series(LineSeries::new(c.raw.iter().copied(), color.mix(0.25)))
-                    .map_err(draw_err)?;
+                for run in &c.raw {
+                    chart
+                        .draw_series(LineSeries::new(run.iter().copied(), color.mix(0.25)))
+                        .map_err(draw_err)?;
+                }
             }
-            chart
-                .draw_series(LineSeries::new(
-                    c.smooth.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(draw_err)?
-                .label(c.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
+            for (k, run) in c.smooth.iter().enumerate() {
+                let series = chart
+                    .draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(2)))
+                    .map_err(draw_err)?;
+                if k == 0 {
+                    series.label(c.name.clone()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                }
+            }
         }
         chart
             .configure_series_labels()

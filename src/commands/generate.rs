@@ -4,7 +4,7 @@
 //! `--batch-size`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use workbench_core::device::{default_device, default_dtype, parse_device, parse_dtype};
 use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
 use workbench_core::sampler::{self, Canvas, SamplerConfig};
+use workbench_core::error_report::render_at;
+use workbench_core::fsio::LineSink;
+use workbench_core::term::PlainProgress;
 use workbench_core::tokenizer::{ChatMessage, ConfigIds, Tokenizer};
 
 /// Arguments of `workbench generate`.
@@ -33,7 +36,8 @@ pub struct GenerateArgs {
     /// Text appended after the (templated) prompt, e.g. "<reasoning>" as d1's evaluation does.
     #[arg(long)]
     pub prefill: Option<String>,
-    /// Output JSONL (default: stdout). Written to a temp file and renamed at the end.
+    /// Output JSONL (default or `-`: stdout). Results are appended to a temp file as batches
+    /// finish, which is renamed into place at the end or when interrupted (Ctrl-C).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Requests per batch.
@@ -101,6 +105,16 @@ pub struct GenerateArgs {
 impl GenerateArgs {
     /// The sampler config these flags describe (validated, conflicts named).
     pub fn sampler_config(&self, eot: Option<u32>) -> Result<SamplerConfig> {
+        // JSON has no NaN/Inf (they would become `null`, i.e. the default): refuse them here.
+        for (flag, v) in [
+            ("--temperature", self.temperature),
+            ("--cfg-scale", self.cfg_scale),
+            ("--threshold", self.threshold),
+        ] {
+            if let Some(v) = v.filter(|v| !v.is_finite()) {
+                bail!("{flag} {v}: expected a finite number");
+            }
+        }
         let mut m = serde_json::Map::new();
         let mut put = |k: &str, v: Value| {
             m.insert(k.to_string(), v);
@@ -138,7 +152,7 @@ impl GenerateArgs {
         if let Some(g) = &self.eoser_gamma {
             let parts: Vec<&str> = g.split(',').collect();
             let parsed: Vec<f64> = parts.iter().filter_map(|p| p.trim().parse().ok()).collect();
-            if parsed.len() != 2 || parts.len() != 2 {
+            if parsed.len() != 2 || parts.len() != 2 || parsed.iter().any(|g| !g.is_finite()) {
                 bail!("--eoser-gamma {g}: expected MIN,MAX (two numbers)");
             }
             put(
@@ -216,6 +230,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    crate::commands::run::install_ctrlc();
     let dir = resolve_model_dir(&args.model)?;
     let device = match &args.device {
         Some(d) => parse_device(d)?,
@@ -260,32 +275,6 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         };
         tok.encode(&(rendered + prefill.as_str()))
     };
-    let mut requests = Vec::new();
-    match (&args.prompt, &args.input) {
-        (Some(p), None) => requests.push(Request {
-            id: json!(0),
-            ids: encode(p)?,
-            hints: HashMap::new(),
-            index: 0,
-        }),
-        (None, Some(path)) => {
-            let f = std::fs::File::open(path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-                let line =
-                    line.with_context(|| format!("{}:{}: unreadable line", path.display(), n + 1))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match parse_request(&line, requests.len(), &encode) {
-                    Ok(r) => requests.push(r),
-                    Err(e) if args.strict => bail!("{}:{}: {e:#}", path.display(), n + 1),
-                    Err(e) => eprintln!("warning: {}:{}: skipped: {e:#}", path.display(), n + 1),
-                }
-            }
-        }
-        _ => bail!("give exactly one of --prompt TEXT or --in requests.jsonl"),
-    }
     let mcfg = model.config();
     let mask = mcfg
         .mask_token_id
@@ -294,43 +283,129 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         .pad_token_id
         .or(mcfg.eos_token_id)
         .context("config.json has no pad/eos id")?;
-    let bar = indicatif::ProgressBar::new(requests.len() as u64);
+    // Checked per request before anything is allocated for it: one bad line costs only itself.
+    let vocab = mcfg.vocab_size;
+    let admit = |r: &Request| -> Result<()> {
+        if let Some(t) = r.ids.iter().find(|&&t| t as usize >= vocab) {
+            bail!("prompt token id {t} is outside the vocabulary (0..{vocab})");
+        }
+        for (&off, &t) in &r.hints {
+            if t as usize >= vocab {
+                bail!("hint `{off}`: token id {t} is outside the vocabulary (0..{vocab})");
+            }
+            if off >= cfg.gen_length {
+                bail!(
+                    "hint offset {off} is outside the generation (gen_length {})",
+                    cfg.gen_length
+                );
+            }
+        }
+        sampler::guard::check_length(mcfg, r.ids.len(), cfg.gen_length)
+    };
+    let mut requests = Vec::new();
+    match (&args.prompt, &args.input) {
+        (Some(p), None) => {
+            let r = Request {
+                id: json!(0),
+                ids: encode(p)?,
+                hints: HashMap::new(),
+                index: 0,
+            };
+            admit(&r).context("--prompt")?;
+            requests.push(r);
+        }
+        (None, Some(path)) => {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let mut reader = std::io::BufReader::new(f);
+            let mut buf = Vec::new();
+            let mut n = 0;
+            loop {
+                buf.clear();
+                let got = reader
+                    .read_until(b'\n', &mut buf)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if got == 0 {
+                    break;
+                }
+                n += 1;
+                let at = format!("{}:{n}", path.display());
+                let parsed = std::str::from_utf8(&buf)
+                    .context("not valid UTF-8")
+                    .and_then(|line| {
+                        if line.trim().is_empty() {
+                            return Ok(None);
+                        }
+                        let r = parse_request(line, requests.len(), &encode)?;
+                        admit(&r)?;
+                        Ok(Some(r))
+                    });
+                match parsed {
+                    Ok(Some(r)) => requests.push(r),
+                    Ok(None) => {}
+                    Err(e) if args.strict => return Err(e.context(at)),
+                    Err(e) => eprintln!("warning: {at}: skipped: {}", render_at(&at, &e)),
+                }
+            }
+        }
+        _ => bail!("give exactly one of --prompt TEXT or --in requests.jsonl"),
+    }
+    let total = requests.len();
+    let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{bar:30} {pos}/{len} requests  {elapsed} (eta {eta})",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut lines = Vec::with_capacity(requests.len());
+    let mut plain = PlainProgress::new("generate", Some(total as u64));
+    // Results are appended as batches finish; the file appears at the end (or at an interrupt).
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("-"));
+    let mut sink = LineSink::create(&out)?;
+    let mut failure = None;
     for chunk in requests.chunks(args.batch_size) {
-        workbench_core::cancel::check()?;
-        let prompts: Vec<Vec<u32>> = chunk.iter().map(|r| r.ids.clone()).collect();
-        let hints: Vec<HashMap<usize, u32>> = chunk.iter().map(|r| r.hints.clone()).collect();
-        let seeds: Vec<u64> = chunk.iter().map(|r| r.index as u64).collect();
-        let canvas = Canvas::new(&prompts, cfg.gen_length, pad, mask)?
-            .with_hints(&hints)?
-            .with_row_seeds(seeds)?;
-        let out = sampler::generate_canvas(&model, canvas, &cfg, None)?;
-        for (r, completion) in chunk.iter().zip(&out.completions) {
-            let text = match &tok {
-                Some(t) => t.decode(completion, true)?,
-                None => String::new(),
-            };
-            lines.push(
-                json!({"id": r.id, "output_ids": completion, "text": text, "nfe": out.nfe})
-                    .to_string(),
-            );
+        let done = (|| -> Result<()> {
+            workbench_core::cancel::check()?;
+            let prompts: Vec<Vec<u32>> = chunk.iter().map(|r| r.ids.clone()).collect();
+            let hints: Vec<HashMap<usize, u32>> = chunk.iter().map(|r| r.hints.clone()).collect();
+            let seeds: Vec<u64> = chunk.iter().map(|r| r.index as u64).collect();
+            let canvas = Canvas::new(&prompts, cfg.gen_length, pad, mask)?
+                .with_hints(&hints)?
+                .with_row_seeds(seeds)?;
+            let gen = sampler::generate_canvas(&model, canvas, &cfg, None)?;
+            for (r, completion) in chunk.iter().zip(&gen.completions) {
+                let text = match &tok {
+                    Some(t) => t.decode(completion, true)?,
+                    None => String::new(),
+                };
+                sink.push(
+                    &json!({"id": r.id, "output_ids": completion, "text": text, "nfe": gen.nfe})
+                        .to_string(),
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = done {
+            failure = Some(e);
+            break;
         }
         bar.inc(chunk.len() as u64);
+        plain.tick(sink.lines() as u64, &[]);
     }
     bar.finish_and_clear();
-    let body = lines.join("\n") + if lines.is_empty() { "" } else { "\n" };
-    match &args.out {
-        Some(path) => {
-            workbench_core::fsio::write_atomic(path, body.as_bytes())?;
-            eprintln!("wrote {} generations to {}", lines.len(), path.display());
-        }
-        None => std::io::stdout().write_all(body.as_bytes())?,
+    let written = sink.finish()?;
+    let place = if out.as_os_str() == "-" {
+        "stdout".to_string()
+    } else {
+        out.display().to_string()
+    };
+    if let Some(e) = failure {
+        return Err(e.context(format!(
+            "stopped after {written} of {total} generations (kept in {place})"
+        )));
+    }
+    if args.out.is_some() {
+        eprintln!("wrote {written} generations to {place}");
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! safetensors headers without loading the weights.
 
 use anyhow::Result;
+use workbench_core::term::print_line;
 use clap::Args;
 use workbench_core::device::{default_device, default_dtype};
 use workbench_core::model::{resolve_model_dir, Config, WeightSource};
@@ -32,9 +33,9 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     weights.check(&cfg)?;
     let params = cfg.num_params();
     let device = default_device();
-    println!("model        {}", dir.display());
-    println!("architecture LLaDA (bidirectional Llama block, RoPE, SwiGLU, RMSNorm)");
-    println!(
+    print_line(&format!("model        {}", dir.display()));
+    print_line("architecture LLaDA (bidirectional Llama block, RoPE, SwiGLU, RMSNorm)");
+    print_line(&format!(
         "layers       {}   d_model {}   heads {} (kv {}, head dim {})   mlp {}",
         cfg.n_layers,
         cfg.d_model,
@@ -42,35 +43,35 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         cfg.kv_heads(),
         cfg.head_dim(),
         cfg.mlp_hidden()
-    );
-    println!(
+    ));
+    print_line(&format!(
         "vocab        {} (embedding {})   rope theta {}   max length {}   tied head {}",
         cfg.vocab_size,
         cfg.embedding_size(),
         cfg.rope_theta,
         cfg.max_sequence_length,
         cfg.weight_tying
-    );
-    println!("parameters   {params} ({:.3} B)", params as f64 / 1e9);
+    ));
+    print_line(&format!("parameters   {params} ({:.3} B)", params as f64 / 1e9));
     let files = weights.files();
-    println!(
+    print_line(&format!(
         "storage      {} in {} file(s), {}",
         weights
             .storage_dtype()
             .map_or_else(|| "unknown".to_string(), |d| format!("{d:?}")),
         files.len(),
         gib(weights.storage_bytes())
-    );
-    println!(
+    ));
+    print_line(&format!(
         "compute      {:?} on {:?}",
         default_dtype(&device),
         device.location()
-    );
-    println!(
+    ));
+    print_line(&format!(
         "memory       weights need {} in bf16, {} in f32",
         gib(params * 2),
         gib(params * 4)
-    );
+    ));
     if dir.join("tokenizer.json").is_file() {
         let ids = ConfigIds::from_config_file(&cfg_path)?;
         let tok = Tokenizer::load(&dir, &ids)?;
@@ -79,24 +80,24 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             Some(i) => format!("{} {}", tok.id_to_token(i).unwrap_or_default(), i),
             None => "-".to_string(),
         };
-        println!(
+        print_line(&format!(
             "tokens       mask {}   eos {}   eot {}   bos {}   pad {}",
             name(Some(s.mask)),
             name(Some(s.eos)),
             name(s.eot),
             name(s.bos),
             name(Some(s.pad))
-        );
-        println!(
+        ));
+        print_line(&format!(
             "chat         {}",
             if tok.chat_template().is_some() {
                 "template present"
             } else {
                 "no chat template"
             }
-        );
+        ));
     } else {
-        println!("tokens       no tokenizer.json in the checkpoint directory");
+        print_line(&format!("tokens       no tokenizer.json in the checkpoint directory"));
     }
     Ok(())
 }

@@ -28,9 +28,12 @@ impl<S: LineSource> LineSource for Resetting<S> {
 /// Starts the REPL on the terminal.
 pub fn run(_args: &ReplArgs) -> Result<()> {
     let engine = workbench_scripting::new_engine();
-    // Ctrl-C while an entry runs stops that entry; at the prompt rustyline handles it.
-    let _ = ctrlc::set_handler(workbench_core::cancel::request);
+    // The editor first: on a terminal rustyline installs its own SIGINT handler when it is
+    // created (and keeps it until dropped), which would swallow Ctrl-C while an entry runs.
+    // Ours, installed after, replaces it: Ctrl-C while an entry runs stops that entry; at the
+    // prompt the terminal is in raw mode, so rustyline reads Ctrl-C as a key.
     let mut source = Resetting(RustylineSource::new(&engine)?);
+    let _ = ctrlc::set_handler(workbench_core::cancel::request);
     let mut out = std::io::stdout();
     workbench_scripting::repl::run_repl(&engine, &mut source, &mut out)
 }

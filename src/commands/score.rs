@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use workbench_core::data::{Example, Origin};
+use workbench_core::error_report::render_at;
 use workbench_core::fsio::write_atomic;
 use workbench_core::tasks::task_by_name;
 
@@ -44,9 +45,28 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
     let (mut n, mut correct, mut reward_sum, mut cells, mut cells_ok) =
         (0usize, 0usize, 0.0f64, 0.0f64, 0.0f64);
     let mut reward_correct = 0usize;
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line =
-            line.with_context(|| format!("{}:{}: unreadable line", args.input.display(), i + 1))?;
+    let mut reader = std::io::BufReader::new(f);
+    let mut buf = Vec::new();
+    let mut i = 0usize;
+    loop {
+        buf.clear();
+        let got = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("cannot read {}", args.input.display()))?;
+        if got == 0 {
+            break;
+        }
+        i += 1;
+        let at = format!("{}:{i}", args.input.display());
+        // Invalid UTF-8 costs its line only, like any other malformed line.
+        let line = match std::str::from_utf8(&buf) {
+            Ok(l) => l.to_string(),
+            Err(e) if args.strict => bail!("{at}: not valid UTF-8: {e}"),
+            Err(e) => {
+                eprintln!("warning: {at}: skipped: not valid UTF-8: {e}");
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -62,7 +82,7 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
                 obj.clone(),
                 Origin {
                     file: args.input.display().to_string().into(),
-                    line: i + 1,
+                    line: i,
                 },
             );
             let r = task.reward(&ex, &completion)?;
@@ -83,12 +103,8 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
         })();
         match scored {
             Ok(v) => out_lines.push(v.to_string()),
-            Err(e) if args.strict => bail!("{}:{}: {e:#}", args.input.display(), i + 1),
-            Err(e) => eprintln!(
-                "warning: {}:{}: skipped: {e:#}",
-                args.input.display(),
-                i + 1
-            ),
+            Err(e) if args.strict => return Err(e.context(at)),
+            Err(e) => eprintln!("warning: {at}: skipped: {}", render_at(&at, &e)),
         }
     }
     let accuracy = if n > 0 {

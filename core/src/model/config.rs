@@ -221,6 +221,34 @@ impl Config {
                 reject(name, &p, "0.0")?;
             }
         }
+        // Sizes are checked against sane limits before anything is allocated from them: a
+        // config with `n_layers: 10^12` fails here, naming the key, not after growing to GBs.
+        for (field, value, max) in [
+            ("d_model", self.d_model, 1 << 17),
+            ("n_layers", self.n_layers, 4096),
+            ("n_heads", self.n_heads, 4096),
+            ("n_kv_heads", self.n_kv_heads.unwrap_or(1), 4096),
+            ("mlp_hidden_size", self.mlp_hidden(), 1 << 20),
+            ("mlp_ratio", self.mlp_ratio, 1024),
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("embedding_size", self.embedding_size(), 1 << 24),
+            ("max_sequence_length", self.max_sequence_length, 1 << 24),
+        ] {
+            if value > max {
+                bail!("config field `{field}` = {value} is larger than the sane limit {max}");
+            }
+        }
+        for (field, value) in [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                reject(field, &value, "a finite value > 0")?;
+            }
+        }
+        if !(self.init_std.is_finite() && self.init_std >= 0.0) {
+            reject("init_std", &self.init_std, "a finite value >= 0")?;
+        }
         if self.d_model == 0 || self.n_heads == 0 || self.n_layers == 0 || self.vocab_size == 0 {
             bail!("config fields d_model, n_heads, n_layers and vocab_size must be positive");
         }
@@ -240,6 +268,18 @@ impl Config {
                 "config: n_heads {} is not a multiple of n_kv_heads {kv}",
                 self.n_heads
             );
+        }
+        for (field, id) in [
+            ("mask_token_id", self.mask_token_id),
+            ("eos_token_id", self.eos_token_id),
+            ("pad_token_id", self.pad_token_id),
+        ] {
+            if let Some(id) = id.filter(|&i| i as usize >= self.embedding_size()) {
+                bail!(
+                    "config field `{field}` = {id} is outside the embedding ({} rows)",
+                    self.embedding_size()
+                );
+            }
         }
         if self.embedding_size() < self.vocab_size {
             bail!(
@@ -268,7 +308,7 @@ impl Config {
     /// Hidden width of the MLP.
     pub fn mlp_hidden(&self) -> usize {
         self.mlp_hidden_size
-            .unwrap_or(self.mlp_ratio * self.d_model)
+            .unwrap_or(self.mlp_ratio.saturating_mul(self.d_model))
     }
 
     /// Rows of the embedding matrix and of the LM head.

@@ -326,6 +326,7 @@ impl Llada {
     /// Builds the model from `cfg` and the tensors of `source`, checking every name and shape.
     pub fn from_source(cfg: Config, source: &WeightSource, opts: &LoadOptions) -> Result<Llada> {
         cfg.validate()?;
+        source.check_config(&cfg)?;
         let mut vars = Vec::new();
         let mut get = |name: &str, shape: &[usize]| -> Result<Tensor> {
             let t = source.get(name, shape, opts.dtype, &opts.device)?;

@@ -89,8 +89,60 @@ impl WeightSource {
 
     /// Checks, from the headers alone, that every tensor `cfg` needs is present with its shape.
     pub fn check(&self, cfg: &crate::model::Config) -> Result<()> {
+        self.check_config(cfg)?;
         for (name, shape) in crate::model::tensor_names(cfg) {
             self.check_tensor(&name, &shape)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the config's sizes against the weights actually present before anything is
+    /// built from them: the embedding's shape (`embedding_size`/`vocab_size`, `d_model`) and the
+    /// number of blocks (`n_layers`), naming the config key that disagrees.
+    pub fn check_config(&self, cfg: &crate::model::Config) -> Result<()> {
+        let names: Vec<&str> = match self {
+            WeightSource::Files { routing, .. } => routing.keys().map(String::as_str).collect(),
+            WeightSource::Memory(m) => m.keys().map(String::as_str).collect(),
+        };
+        let blocks = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("model.transformer.blocks."))
+            .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |m| m + 1);
+        if blocks != cfg.n_layers {
+            bail!(
+                "config field `n_layers` = {} but the weights hold {blocks} block(s)",
+                cfg.n_layers
+            );
+        }
+        let wte = "model.transformer.wte.weight";
+        let shape = match self {
+            WeightSource::Files { files, routing } => match routing.get(wte) {
+                Some(&i) => Some(files[i].1.get(wte)?.shape().to_vec()),
+                None => None,
+            },
+            WeightSource::Memory(m) => m.get(wte).map(|t| t.dims().to_vec()),
+        };
+        if let Some(shape) = shape {
+            let want = [cfg.embedding_size(), cfg.d_model];
+            if shape.len() != 2 || shape[1] != want[1] {
+                bail!(
+                    "config field `d_model` = {} but `{wte}` has shape {shape:?}",
+                    cfg.d_model
+                );
+            }
+            if shape[0] != want[0] {
+                let key = if cfg.embedding_size.is_some() {
+                    "embedding_size"
+                } else {
+                    "vocab_size"
+                };
+                bail!(
+                    "config field `{key}` = {} but `{wte}` has shape {shape:?}",
+                    want[0]
+                );
+            }
         }
         Ok(())
     }
@@ -153,11 +205,26 @@ impl WeightSource {
             }
             WeightSource::Memory(m) => (m[name].clone(), "memory".to_string()),
         };
+        if !tensor.dtype().is_float() {
+            bail!(
+                "tensor `{name}` in {origin} is stored as {:?}; weights must be floating point \
+                 (f16, bf16, f32 or f64), integer weights are not cast silently",
+                tensor.dtype()
+            );
+        }
         // Convert on the host first: CPU has no bf16 matmul, and f16/bf16 → f32 is exact.
         let t = tensor
             .to_dtype(dtype)
             .and_then(|t| t.to_device(device))
             .with_context(|| format!("cannot convert `{name}` from {origin} to {dtype:?}"))?;
+        let bad = crate::sampler::guard::count_non_finite(&t)
+            .with_context(|| format!("cannot check `{name}` for NaN/Inf"))?;
+        if bad > 0 {
+            bail!(
+                "tensor `{name}` in {origin} has {bad} NaN/Inf value(s) (after conversion to \
+                 {dtype:?}); refusing to run a model with non-finite weights"
+            );
+        }
         Ok(t)
     }
 

@@ -167,6 +167,7 @@ pub fn run(
         );
     }
     let (b, l, p) = (canvas.batch_size(), canvas.len(), canvas.prompt_len());
+    super::guard::check_length(mcfg, p, cfg.gen_length)?;
     let dev = model.device().clone();
     let mut attn = canvas.attention_tensor(&dev)?;
     if cfg.cfg_scale > 0.0 {
@@ -567,6 +568,7 @@ impl Run<'_, '_> {
         } else {
             logits
         };
+        super::guard::check_logits(&logits, self.nfe)?;
         let v = logits.dim(1)?;
         let noise = if cfg.temperature > 0.0 {
             let jobs = self

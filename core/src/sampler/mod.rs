@@ -31,6 +31,7 @@ pub mod canvas;
 pub mod config;
 pub mod engine;
 pub mod golden;
+pub mod guard;
 pub mod hooks;
 pub mod schedule;
 pub mod score;

@@ -40,6 +40,9 @@ pub struct RunLog {
     /// Seconds already elapsed in earlier runs (the last kept `time` on resume).
     offset: f64,
     last_step: Option<i64>,
+    /// Plain progress lines on stderr when it is not a terminal: the progress and the metrics
+    /// shown (see [`RunLog::show_progress`]).
+    progress: Option<(crate::term::PlainProgress, Vec<String>)>,
 }
 
 fn open_append(path: &Path) -> Result<std::fs::File> {
@@ -61,6 +64,9 @@ impl RunLog {
     /// Starts a new log at `path`, replacing any file there (parent folders are created).
     pub fn create(path: impl AsRef<Path>) -> Result<RunLog> {
         let path = path.as_ref().to_path_buf();
+        if crate::fsio::classify(&path)? == crate::fsio::Target::Stdout {
+            bail!("a run log needs a file path, not `-`");
+        }
         create_parent(&path)?;
         let file = std::fs::File::create(&path)
             .with_context(|| format!("cannot create run log {}", path.display()))?;
@@ -70,6 +76,7 @@ impl RunLog {
             start: Instant::now(),
             offset: 0.0,
             last_step: None,
+            progress: None,
         })
     }
 
@@ -108,6 +115,7 @@ impl RunLog {
             start: Instant::now(),
             offset,
             last_step,
+            progress: None,
         })
     }
 
@@ -134,7 +142,18 @@ impl RunLog {
             .and_then(|()| self.file.flush())
             .with_context(|| format!("cannot append to run log {}", self.path.display()))?;
         self.last_step = Some(step);
+        if let Some((p, show)) = &mut self.progress {
+            let shown = progress_metrics(show, &record);
+            p.tick(u64::try_from(step).unwrap_or(0), &shown);
+        }
         Ok(())
+    }
+
+    /// Without a terminal on stderr, prints a plain progress line (step of `total`, rate, ETA
+    /// and the metrics named in `show`, or those starting with `name_`) per logged step, at
+    /// most every `WORKBENCH_PROGRESS_SECS` seconds (see [`crate::term::PlainProgress`]).
+    pub fn show_progress(&mut self, total: Option<u64>, show: Vec<String>) {
+        self.progress = Some((crate::term::PlainProgress::new("step", total), show));
     }
 
     /// Appends a record of `step` and plain numeric metrics (non-finite values become `null`).
@@ -161,6 +180,28 @@ impl RunLog {
     pub fn last_step(&self) -> Option<i64> {
         self.last_step
     }
+}
+
+/// The numeric values of `show` in `rec` (a name absent from `rec` selects the keys starting
+/// with `name_`, so `reward` also shows `reward_mean`).
+fn progress_metrics(show: &[String], rec: &Record) -> Vec<(String, f64)> {
+    let num = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::Null => Some(f64::NAN),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for name in show {
+        if let Some(v) = rec.get(name) {
+            out.extend(num(v).map(|x| (name.clone(), x)));
+        } else {
+            let prefix = format!("{name}_");
+            for (k, v) in rec.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+                out.extend(num(v).map(|x| (k.clone(), x)));
+            }
+        }
+    }
+    out
 }
 
 /// The integer `step` of a record.
@@ -262,6 +303,57 @@ pub fn series(records: &[Record], metric: &str) -> Vec<(f64, f64)> {
             Some((step, v))
         })
         .collect()
+}
+
+/// A metric's curve for plotting: runs of consecutive finite points, split where the metric
+/// is `null` or non-finite (a gap, not a line drawn through it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Segments {
+    /// Each run of `(step, value)` points.
+    pub runs: Vec<Vec<(f64, f64)>>,
+    /// How many records had the metric as `null` / non-finite.
+    pub gaps: usize,
+}
+
+/// [`series`] with gaps: records without `metric` are skipped, a `null` (or non-finite)
+/// value breaks the curve. A record with `metric` whose `step` is not a number is an error
+/// naming the record (1-based, in file order).
+pub fn segments(records: &[Record], metric: &str) -> Result<Segments> {
+    let mut out = Segments::default();
+    let mut run = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let Some(v) = r.get(metric) else { continue };
+        let step = match r.get("step") {
+            Some(Value::Number(n)) => n.as_f64().filter(|s| s.is_finite()),
+            _ => None,
+        };
+        let Some(step) = step else {
+            bail!(
+                "record {} has a non-numeric `step` ({}); every record needs a numeric step",
+                i + 1,
+                r.get("step").map_or("none".to_string(), Value::to_string)
+            );
+        };
+        let y = match v {
+            Value::Number(n) => n.as_f64().filter(|y| y.is_finite()),
+            Value::Bool(b) => Some(f64::from(u8::from(*b))),
+            Value::Null => None,
+            _ => continue,
+        };
+        match y {
+            Some(y) => run.push((step, y)),
+            None => {
+                out.gaps += 1;
+                if !run.is_empty() {
+                    out.runs.push(std::mem::take(&mut run));
+                }
+            }
+        }
+    }
+    if !run.is_empty() {
+        out.runs.push(run);
+    }
+    Ok(out)
 }
 
 /// Names of the numeric metrics present in any record (everything but `step`), sorted.

@@ -98,6 +98,12 @@ fn register_vars(model: &Llada) {
 mod model_api {
     use super::*;
 
+    /// The local folder of a model given as a folder or a Hugging Face repo id (resolved
+    /// offline from the hub cache), e.g. to hash its `config.json`.
+    #[rhai_fn(return_raw)]
+    pub fn model_dir(name: &str) -> RResult<String> {
+        Ok(resolve_model_dir(name).map_err(script_err)?.display().to_string())
+    }
     /// Loads a LLaDA checkpoint (directory or Hugging Face repo id in the local cache).
     /// Options: `device` ("cpu", "cuda", "cuda:N"), `dtype` ("f32", "bf16", "f64"),
     /// `trainable` (every weight becomes a parameter).

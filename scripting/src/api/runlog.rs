@@ -158,11 +158,12 @@ fn open(path: &str, opts: &Map) -> RResult<ScriptRunLog> {
             (s >= 0).then_some(s)
         }
     };
-    let log = match resume {
+    let mut log = match resume {
         Some(s) => RunLog::resume(path, s),
         None => RunLog::create(path),
     }
     .map_err(script_err)?;
+    log.show_progress(total, show.clone());
     let start = log
         .last_step()
         .and_then(|s| u64::try_from(s).ok())
