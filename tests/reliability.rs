@@ -34,7 +34,12 @@ fn no_panic(o: &Output) {
 fn tiny_copy(dir: &Path) -> PathBuf {
     let m = dir.join("model");
     std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         std::fs::copy(fixture("llada-tiny").join(f), m.join(f)).unwrap();
     }
     m
@@ -66,13 +71,20 @@ fn outputs_write_through_symlinks_and_never_replace_fifos_or_folders() {
     std::os::unix::fs::symlink(&target, &link).unwrap();
     let o = run(&["doc", "--out", link.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert!(std::fs::read_to_string(&target).unwrap().contains("# "));
 
     // A FIFO receives the bytes and stays a FIFO.
     use std::os::unix::fs::FileTypeExt;
     let fifo = dir.path().join("pipe");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
@@ -80,7 +92,10 @@ fn outputs_write_through_symlinks_and_never_replace_fifos_or_folders() {
     let o = run(&["doc", "--out", fifo.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(reader.join().unwrap().contains("# "));
-    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
 
     // A character device (/dev/null) is written into, not replaced (checked without writing).
     assert_eq!(
@@ -93,7 +108,11 @@ fn outputs_write_through_symlinks_and_never_replace_fifos_or_folders() {
     std::fs::create_dir(&sub).unwrap();
     let o = run(&["doc", "--out", sub.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("is a directory"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("is a directory"),
+        "{}",
+        text(&o.stderr)
+    );
     assert!(sub.is_dir());
 }
 
@@ -136,8 +155,17 @@ fn broken_weights_and_configs_are_refused_by_name() {
     let m = tiny_copy(dir.path());
     let gen = |m: &Path| {
         run(&[
-            "generate", "--model", m.to_str().unwrap(), "--prompt", "hi", "--gen-length", "8",
-            "--steps", "4", "--block-length", "8",
+            "generate",
+            "--model",
+            m.to_str().unwrap(),
+            "--prompt",
+            "hi",
+            "--gen-length",
+            "8",
+            "--steps",
+            "4",
+            "--block-length",
+            "8",
         ])
     };
     let name = "model.transformer.blocks.1.q_proj.weight";
@@ -167,18 +195,35 @@ fn broken_weights_and_configs_are_refused_by_name() {
     edit_config(&m, "n_layers", serde_json::json!(3));
     let o = run(&["info", m.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("`n_layers` = 3"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("`n_layers` = 3"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
 fn an_oversized_prompt_or_generation_fails_before_allocating() {
     let o = run(&[
-        "generate", "--model", fixture("llada-tiny").to_str().unwrap(), "--prompt", "hi",
-        "--gen-length", "100000000", "--steps", "1", "--block-length", "100000000",
+        "generate",
+        "--model",
+        fixture("llada-tiny").to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--gen-length",
+        "100000000",
+        "--steps",
+        "1",
+        "--block-length",
+        "100000000",
     ]);
     no_panic(&o);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("max_sequence_length 4096"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("max_sequence_length 4096"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -194,10 +239,19 @@ fn out_of_vocabulary_ids_cost_only_their_line() {
     let out = dir.path().join("out.jsonl");
     let args = |strict: bool| {
         let mut a = vec![
-            "generate".to_string(), "--model".into(), fixture("llada-tiny").display().to_string(),
-            "--in".into(), input.display().to_string(), "--out".into(), out.display().to_string(),
-            "--gen-length".into(), "8".into(), "--steps".into(), "4".into(),
-            "--block-length".into(), "8".into(),
+            "generate".to_string(),
+            "--model".into(),
+            fixture("llada-tiny").display().to_string(),
+            "--in".into(),
+            input.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--gen-length".into(),
+            "8".into(),
+            "--steps".into(),
+            "4".into(),
+            "--block-length".into(),
+            "8".into(),
         ];
         if strict {
             a.push("--strict".into());
@@ -207,33 +261,52 @@ fn out_of_vocabulary_ids_cost_only_their_line() {
     let o = bin().args(args(false)).output().unwrap();
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("req.jsonl:2: skipped: prompt token id 5000"), "{err}");
-    assert!(err.contains("req.jsonl:3: skipped: prompt token id 4294967295"), "{err}");
+    assert!(
+        err.contains("req.jsonl:2: skipped: prompt token id 5000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("req.jsonl:3: skipped: prompt token id 4294967295"),
+        "{err}"
+    );
     let lines = std::fs::read_to_string(&out).unwrap();
     assert_eq!(lines.lines().count(), 1);
     assert!(lines.contains("\"ok\""));
 
     let o = bin().args(args(true)).output().unwrap();
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("req.jsonl:2"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("req.jsonl:2"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
 fn invalid_utf8_in_score_input_skips_that_line() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
-    let mut bytes = b"{\"answer\": \"#### 18\", \"completion\": \"<answer>18</answer>\"}\n".to_vec();
+    let mut bytes =
+        b"{\"answer\": \"#### 18\", \"completion\": \"<answer>18</answer>\"}\n".to_vec();
     bytes.extend_from_slice(b"{\"answer\": \"\xff\xfe\"}\n");
     bytes.extend_from_slice(b"{\"answer\": \"#### 3\", \"completion\": \"<answer>3</answer>\"}\n");
     std::fs::write(&input, bytes).unwrap();
     let out = dir.path().join("out.jsonl");
     let o = run(&[
-        "score", "--task", "gsm8k", "--in", input.to_str().unwrap(), "--out",
+        "score",
+        "--task",
+        "gsm8k",
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
         out.to_str().unwrap(),
     ]);
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("in.jsonl:2: skipped: not valid UTF-8"), "{err}");
+    assert!(
+        err.contains("in.jsonl:2: skipped: not valid UTF-8"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
 }
 
@@ -249,7 +322,10 @@ fn script_errors_have_no_backtrace_and_one_location() {
         .unwrap();
     let err = text(&o.stderr);
     assert!(!o.status.success());
-    assert!(!err.contains("backtrace") && !err.contains("candle_core::"), "{err}");
+    assert!(
+        !err.contains("backtrace") && !err.contains("candle_core::"),
+        "{err}"
+    );
     assert!(err.contains("bad.rhai:2:"), "{err}");
     assert!(!err.contains("(line 2, position"), "{err}");
 }
@@ -258,7 +334,11 @@ fn script_errors_have_no_backtrace_and_one_location() {
 fn exit_sets_the_status_and_set_values_are_never_evaluated() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("exit.rhai");
-    std::fs::write(&script, "print(\"bye\");\nexit(3);\nprint(\"not reached\");\n").unwrap();
+    std::fs::write(
+        &script,
+        "print(\"bye\");\nexit(3);\nprint(\"not reached\");\n",
+    )
+    .unwrap();
     let o = run(&["run", script.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "bye\n");
@@ -271,10 +351,20 @@ fn exit_sets_the_status_and_set_values_are_never_evaluated() {
     .unwrap();
     let o = run(&["run", script.to_str().unwrap(), "--set", "x=1+2"]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("not a literal"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not a valid literal"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = run(&[
-        "run", script.to_str().unwrap(), "--set", "x=7", "--set", "v=[1, 2.5, \"s\"]",
-        "--set", "m=#{a: true}",
+        "run",
+        script.to_str().unwrap(),
+        "--set",
+        "x=7",
+        "--set",
+        "v=[1, 2.5, \"s\"]",
+        "--set",
+        "m=#{a: true}",
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "7 [1, 2.5, \"s\"] true\n");
@@ -319,9 +409,21 @@ fn interrupted_generate_keeps_its_finished_results() {
     let out = dir.path().join("out.jsonl");
     let child = bin()
         .args([
-            "generate", "--model", fixture("llada-tiny").to_str().unwrap(), "--in",
-            input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--batch-size", "1",
-            "--gen-length", "64", "--steps", "64", "--block-length", "64",
+            "generate",
+            "--model",
+            fixture("llada-tiny").to_str().unwrap(),
+            "--in",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--batch-size",
+            "1",
+            "--gen-length",
+            "64",
+            "--steps",
+            "64",
+            "--block-length",
+            "64",
         ])
         .stderr(Stdio::piped())
         .spawn()
@@ -338,7 +440,10 @@ fn interrupted_generate_keeps_its_finished_results() {
         if partial > 0 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no partial results appeared");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no partial results appeared"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let kill = Command::new("kill")
@@ -351,7 +456,10 @@ fn interrupted_generate_keeps_its_finished_results() {
     assert!(!o.status.success());
     let kept = std::fs::read_to_string(&out).unwrap().lines().count();
     assert!(kept >= 1 && kept < 400, "{kept}");
-    assert!(err.contains(&format!("stopped after {kept} of 400 generations")), "{err}");
+    assert!(
+        err.contains(&format!("stopped after {kept} of 400 generations")),
+        "{err}"
+    );
 }
 
 #[cfg(unix)]
@@ -361,7 +469,10 @@ fn repl_ctrl_c_stops_the_entry_and_keeps_the_session_in_a_pty() {
         .args(["-c", "import pty"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(has_python, "this test drives the REPL through python3's pty module");
+    assert!(
+        has_python,
+        "this test drives the REPL through python3's pty module"
+    );
     let dir = tempfile::tempdir().unwrap();
     let driver = r#"
 import os, pty, select, sys, time
@@ -399,7 +510,10 @@ sys.exit(0 if b"after-ctrl-c" in out else 1)
         .output()
         .unwrap();
     let shown = text(&o.stdout);
-    assert!(o.status.success(), "the REPL did not survive Ctrl-C:\n{shown}");
+    assert!(
+        o.status.success(),
+        "the REPL did not survive Ctrl-C:\n{shown}"
+    );
     assert!(shown.contains("terminated"), "{shown}");
 }
 
@@ -415,7 +529,12 @@ fn plots_leave_gaps_at_nan_survive_extremes_and_refuse_text_steps() {
     .unwrap();
     let png = dir.path().join("a.png");
     let mut child = bin()
-        .args(["plot", log.to_str().unwrap(), "--out", png.to_str().unwrap()])
+        .args([
+            "plot",
+            log.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -430,13 +549,25 @@ fn plots_leave_gaps_at_nan_survive_extremes_and_refuse_text_steps() {
     let o = child.wait_with_output().unwrap();
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("1 null/non-finite value(s), drawn as gaps"), "{err}");
+    assert!(
+        err.contains("1 null/non-finite value(s), drawn as gaps"),
+        "{err}"
+    );
     assert!(png.is_file());
 
     std::fs::write(&log, "{\"step\": \"one\", \"loss\": 1.0}\n").unwrap();
-    let o = run(&["plot", log.to_str().unwrap(), "--out", png.to_str().unwrap()]);
+    let o = run(&[
+        "plot",
+        log.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("non-numeric `step`"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("non-numeric `step`"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -447,15 +578,29 @@ fn eval_with_a_hub_repo_id_hashes_the_resolved_folder() {
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "abc123").unwrap();
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         std::fs::copy(fixture("llada-tiny").join(f), snap.join(f)).unwrap();
     }
     let out = dir.path().join("ev");
     let o = bin()
         .env("HF_HUB_CACHE", dir.path().join("hub"))
         .args([
-            "run", "scripts/eval.rhai", "--set", "model=acme/tiny", "--set", "task=sudoku",
-            "--set", "limit=2", "--set", "gen_lengths=[32]", "--set",
+            "run",
+            "scripts/eval.rhai",
+            "--set",
+            "model=acme/tiny",
+            "--set",
+            "task=sudoku",
+            "--set",
+            "limit=2",
+            "--set",
+            "gen_lengths=[32]",
+            "--set",
             &format!("out={:?}", out.display().to_string()),
         ])
         .output()
@@ -464,7 +609,10 @@ fn eval_with_a_hub_repo_id_hashes_the_resolved_folder() {
     let rec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(rec["model"], "acme/tiny");
-    assert!(rec["model_dir"].as_str().unwrap().ends_with("abc123"), "{rec}");
+    assert!(
+        rec["model_dir"].as_str().unwrap().ends_with("abc123"),
+        "{rec}"
+    );
     assert_eq!(rec["model_config_hash"].as_str().unwrap().len(), 16);
     assert_eq!(rec["results"].as_array().unwrap().len(), 1);
 }

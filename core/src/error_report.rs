@@ -64,7 +64,9 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    }) || err.chain().any(|c| c.to_string().contains("Broken pipe (os error 32)"))
+    }) || err
+        .chain()
+        .any(|c| c.to_string().contains("Broken pipe (os error 32)"))
 }
 
 /// candle's message without its backtrace wrappers.
@@ -91,8 +93,7 @@ pub fn strip_backtrace(msg: &str) -> String {
         }
         let frame = t.is_empty()
             || t.starts_with("at ")
-            || t
-                .split_once(": ")
+            || t.split_once(": ")
                 .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
         if in_trace && frame {
             continue;

@@ -232,7 +232,7 @@ pub fn parse_set(arg: &str) -> anyhow::Result<(String, Dynamic)> {
         return Ok((k.to_string(), Dynamic::from(v.to_string())));
     }
     let value = workbench_core::literal::parse(v)
-        .map_err(|e| anyhow::anyhow!("--set {k}={v}: not a literal: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--set {k}={v}: not a valid literal: {e}"))?;
     Ok((k.to_string(), api::convert::json_to_dynamic(&value)))
 }
 

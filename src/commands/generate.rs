@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use workbench_core::device::{default_device, default_dtype, parse_device, parse_dtype};
-use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
-use workbench_core::sampler::{self, Canvas, SamplerConfig};
 use workbench_core::error_report::render_at;
 use workbench_core::fsio::LineSink;
+use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
+use workbench_core::sampler::{self, Canvas, SamplerConfig};
 use workbench_core::term::PlainProgress;
 use workbench_core::tokenizer::{ChatMessage, ConfigIds, Tokenizer};
 

@@ -2,10 +2,10 @@
 //! safetensors headers without loading the weights.
 
 use anyhow::Result;
-use workbench_core::term::print_line;
 use clap::Args;
 use workbench_core::device::{default_device, default_dtype};
 use workbench_core::model::{resolve_model_dir, Config, WeightSource};
+use workbench_core::term::print_line;
 use workbench_core::tokenizer::{ConfigIds, Tokenizer};
 
 /// Arguments of `workbench info`.
@@ -52,7 +52,10 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         cfg.max_sequence_length,
         cfg.weight_tying
     ));
-    print_line(&format!("parameters   {params} ({:.3} B)", params as f64 / 1e9));
+    print_line(&format!(
+        "parameters   {params} ({:.3} B)",
+        params as f64 / 1e9
+    ));
     let files = weights.files();
     print_line(&format!(
         "storage      {} in {} file(s), {}",
@@ -97,7 +100,9 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             }
         ));
     } else {
-        print_line(&format!("tokens       no tokenizer.json in the checkpoint directory"));
+        print_line(&format!(
+            "tokens       no tokenizer.json in the checkpoint directory"
+        ));
     }
     Ok(())
 }

@@ -11,7 +11,11 @@ use crate::model::Config;
 /// Number of NaN/±Inf elements of `t` (`t − t` is 0 exactly where `t` is finite).
 pub fn count_non_finite(t: &Tensor) -> Result<u64> {
     let d = (t - t)?;
-    let bad = d.ne(&d)?.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()?;
+    let bad = d
+        .ne(&d)?
+        .to_dtype(DType::U32)?
+        .sum_all()?
+        .to_scalar::<u32>()?;
     Ok(u64::from(bad))
 }
 

@@ -102,7 +102,10 @@ mod model_api {
     /// offline from the hub cache), e.g. to hash its `config.json`.
     #[rhai_fn(return_raw)]
     pub fn model_dir(name: &str) -> RResult<String> {
-        Ok(resolve_model_dir(name).map_err(script_err)?.display().to_string())
+        Ok(resolve_model_dir(name)
+            .map_err(script_err)?
+            .display()
+            .to_string())
     }
     /// Loads a LLaDA checkpoint (directory or Hugging Face repo id in the local cache).
     /// Options: `device` ("cpu", "cuda", "cuda:N"), `dtype` ("f32", "bf16", "f64"),
