@@ -12,8 +12,8 @@ use clap::Args;
 use serde_json::{json, Value};
 use workbench_core::device::{default_device, default_dtype, parse_device, parse_dtype};
 use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
-use workbench_core::sampler::{self, Canvas, SamplerConfig};
-use workbench_core::tokenizer::{ChatMessage, ConfigIds, Tokenizer};
+use workbench_core::sampler::{self, GenerateRequest, PromptInput, SamplerConfig};
+use workbench_core::tokenizer::{ConfigIds, Tokenizer};
 
 /// Arguments of `workbench generate`.
 #[derive(Args, Debug)]
@@ -247,18 +247,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         let tok = tok
             .as_ref()
             .context("text prompts need tokenizer.json in the checkpoint; use prompt_ids")?;
-        let rendered = if args.chat {
-            tok.chat(
-                &[ChatMessage {
-                    role: "user".into(),
-                    content: text.to_string(),
-                }],
-                true,
-            )?
-        } else {
-            text.to_string()
-        };
-        tok.encode(&(rendered + prefill.as_str()))
+        sampler::render_prompt(tok, text, args.chat, &prefill)
     };
     let mut requests = Vec::new();
     match (&args.prompt, &args.input) {
@@ -286,14 +275,6 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         }
         _ => bail!("give exactly one of --prompt TEXT or --in requests.jsonl"),
     }
-    let mcfg = model.config();
-    let mask = mcfg
-        .mask_token_id
-        .context("config.json has no mask_token_id")?;
-    let pad = mcfg
-        .pad_token_id
-        .or(mcfg.eos_token_id)
-        .context("config.json has no pad/eos id")?;
     let bar = indicatif::ProgressBar::new(requests.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -304,18 +285,15 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let mut lines = Vec::with_capacity(requests.len());
     for chunk in requests.chunks(args.batch_size) {
         workbench_core::cancel::check()?;
-        let prompts: Vec<Vec<u32>> = chunk.iter().map(|r| r.ids.clone()).collect();
-        let hints: Vec<HashMap<usize, u32>> = chunk.iter().map(|r| r.hints.clone()).collect();
-        let seeds: Vec<u64> = chunk.iter().map(|r| r.index as u64).collect();
-        let canvas = Canvas::new(&prompts, cfg.gen_length, pad, mask)?
-            .with_hints(&hints)?
-            .with_row_seeds(seeds)?;
-        let out = sampler::generate_canvas(&model, canvas, &cfg, None)?;
-        for (r, completion) in chunk.iter().zip(&out.completions) {
-            let text = match &tok {
-                Some(t) => t.decode(completion, true)?,
-                None => String::new(),
-            };
+        let prompts: Vec<PromptInput> = chunk.iter().map(|r| PromptInput::Ids(r.ids.clone())).collect();
+        let req = GenerateRequest {
+            hints: Some(chunk.iter().map(|r| r.hints.clone()).collect()),
+            row_seeds: Some(chunk.iter().map(|r| r.index as u64).collect()),
+            ..GenerateRequest::default()
+        };
+        let out = sampler::generate_rollout(&model, tok.as_ref(), &prompts, &cfg, &req, None)?;
+        for (i, (r, completion)) in chunk.iter().zip(&out.completion).enumerate() {
+            let text = out.texts.get(i).cloned().unwrap_or_default();
             lines.push(
                 json!({"id": r.id, "output_ids": completion, "text": text, "nfe": out.nfe})
                     .to_string(),

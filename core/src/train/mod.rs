@@ -7,5 +7,6 @@ pub mod estimators;
 pub mod hints;
 pub mod losses;
 pub mod optim;
+pub mod options;
 pub mod runlog;
 pub mod sft;
