@@ -285,7 +285,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let mut lines = Vec::with_capacity(requests.len());
     for chunk in requests.chunks(args.batch_size) {
         workbench_core::cancel::check()?;
-        let prompts: Vec<PromptInput> = chunk.iter().map(|r| PromptInput::Ids(r.ids.clone())).collect();
+        let prompts: Vec<PromptInput> = chunk
+            .iter()
+            .map(|r| PromptInput::Ids(r.ids.clone()))
+            .collect();
         let req = GenerateRequest {
             hints: Some(chunk.iter().map(|r| r.hints.clone()).collect()),
             row_seeds: Some(chunk.iter().map(|r| r.index as u64).collect()),

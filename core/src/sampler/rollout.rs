@@ -176,7 +176,13 @@ impl Rollout {
         self.canvas()
             .iter()
             .zip(&self.attention)
-            .map(|(r, a)| r.iter().zip(a).filter(|(_, &m)| m != 0).map(|(&t, _)| t).collect())
+            .map(|(r, a)| {
+                r.iter()
+                    .zip(a)
+                    .filter(|(_, &m)| m != 0)
+                    .map(|(&t, _)| t)
+                    .collect()
+            })
             .collect()
     }
 
@@ -196,7 +202,9 @@ impl Rollout {
                 let mut s = c.to_vec();
                 s.sort_unstable();
                 s.dedup();
-                s.len() == g && c.iter().all(|&r| self.prompt_index[r] == self.prompt_index[c[0]])
+                s.len() == g
+                    && c.iter()
+                        .all(|&r| self.prompt_index[r] == self.prompt_index[c[0]])
             });
         Ok(Rollout {
             prompt: pick(&self.prompt),
@@ -220,7 +228,11 @@ impl Rollout {
     /// The same prompts with other completions (same [B, L] shape), e.g. a reference answer
     /// for SFT or a corrected completion: texts are replaced by `texts` (empty: none) and the
     /// trajectory is dropped, as it no longer describes the completions.
-    pub fn with_completion(&self, completion: Vec<Vec<u32>>, texts: Vec<String>) -> Result<Rollout> {
+    pub fn with_completion(
+        &self,
+        completion: Vec<Vec<u32>>,
+        texts: Vec<String>,
+    ) -> Result<Rollout> {
         if completion.len() != self.batch_size() {
             bail!(
                 "with_completion: {} completions for a rollout of {} rows",
@@ -230,10 +242,17 @@ impl Rollout {
         }
         let l = self.gen_length();
         if let Some((i, c)) = completion.iter().enumerate().find(|(_, c)| c.len() != l) {
-            bail!("with_completion: completion {i} has {} ids, expected {l}", c.len());
+            bail!(
+                "with_completion: completion {i} has {} ids, expected {l}",
+                c.len()
+            );
         }
         if !texts.is_empty() && texts.len() != completion.len() {
-            bail!("with_completion: {} texts for {} completions", texts.len(), completion.len());
+            bail!(
+                "with_completion: {} texts for {} completions",
+                texts.len(),
+                completion.len()
+            );
         }
         Ok(Rollout {
             completion,

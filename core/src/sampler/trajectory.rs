@@ -143,7 +143,10 @@ impl Trajectory {
     /// The trajectory of rows `rows` only (in that order; a row may repeat).
     pub fn select(&self, rows: &[usize]) -> Result<Trajectory> {
         if let Some(&r) = rows.iter().find(|&&r| r >= self.batch) {
-            bail!("row {r} out of range: the trajectory has {} rows", self.batch);
+            bail!(
+                "row {r} out of range: the trajectory has {} rows",
+                self.batch
+            );
         }
         let pick = |flat: &[u32]| -> Vec<u32> {
             rows.iter()
@@ -162,7 +165,11 @@ impl Trajectory {
                 prediction: pick(&s.prediction),
                 confidence: rows
                     .iter()
-                    .flat_map(|&r| s.confidence[r * self.len..(r + 1) * self.len].iter().copied())
+                    .flat_map(|&r| {
+                        s.confidence[r * self.len..(r + 1) * self.len]
+                            .iter()
+                            .copied()
+                    })
                     .collect(),
             })
             .collect();

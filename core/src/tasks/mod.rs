@@ -291,7 +291,11 @@ fn splits_of(name: &str) -> Splits {
     Splits {
         train: None,
         test: (!test.is_empty() && !toy).then_some(test),
-        train_source: if toy { "generated problems (seeded)" } else { train_source },
+        train_source: if toy {
+            "generated problems (seeded)"
+        } else {
+            train_source
+        },
         generated,
     }
 }

@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(t.reward(&row, &solved).unwrap().total, 1.0);
         let e = t.evaluate(&row, "3102200002100320").unwrap();
         assert_eq!((e.correct, e.score, e.weight), (false, 0.0, 8.0));
-        let wrong_blank = "3342243142131324";
+        let wrong_blank = "3132243142131324";
         assert!((t.reward(&row, wrong_blank).unwrap().total - 7.0 / 8.0).abs() < 1e-12);
 
         let t = super::super::task_by_name("countdown:toy").unwrap();
@@ -267,7 +267,10 @@ mod tests {
             ("output", json!("51")),
             ("expression", json!("(12 + 5) * 3")),
         ]);
-        assert_eq!(t.prompt(&row, PromptStyle::D1Train).unwrap().user, "12,5,3:51");
+        assert_eq!(
+            t.prompt(&row, PromptStyle::D1Train).unwrap().user,
+            "12,5,3:51"
+        );
         assert_eq!(t.reference(&row).unwrap(), "(12+5)*3");
         assert!(t.evaluate(&row, "(12+5)*3").unwrap().correct);
         assert_eq!(t.reward(&row, "12+5*3").unwrap().total, 0.1);

@@ -47,8 +47,9 @@ fn accepted<T: DeserializeOwned>() -> String {
     match from_dynamic::<T>(&Dynamic::from_map(probe)) {
         Err(e) => {
             let m = serde_message(&e);
-            m.split_once("expected ")
-                .map_or(String::new(), |(_, k)| k.trim_start_matches("one of ").to_string())
+            m.split_once("expected ").map_or(String::new(), |(_, k)| {
+                k.trim_start_matches("one of ").to_string()
+            })
         }
         Ok(_) => String::new(),
     }
@@ -125,17 +126,10 @@ pub fn options2<A: DeserializeOwned, B: DeserializeOwned>(
         .into_iter()
         .partition(|(k, _)| a_keys.contains(&k.as_str()));
     let a = options::<A>(what, a)?;
+    let extra: Vec<String> = a_keys.iter().map(|k| format!("`{k}`")).collect();
     let b = options::<B>(what, b).map_err(|e| match *e {
-        EvalAltResult::ErrorRuntime(m, p) => EvalAltResult::ErrorRuntime(
-            format!(
-                "{m}, {}",
-                a_keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-            )
-            .into(),
-            p,
-        )
-        .into(),
-        other => other.into(),
+        EvalAltResult::ErrorRuntime(m, _) => err(format!("{m}, {}", extra.join(", "))),
+        other => Box::new(other),
     })?;
     Ok((a, b))
 }

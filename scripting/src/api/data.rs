@@ -86,7 +86,9 @@ mod data_api {
         let o: LoaderOptions = options("data_loader", opts)?;
         let batch_size = o.batch_size;
         if batch_size == 0 {
-            return Err(err("data_loader: option `batch_size` (at least 1) is required"));
+            return Err(err(
+                "data_loader: option `batch_size` (at least 1) is required",
+            ));
         }
         if rows.is_empty() {
             return Err(err("data_loader: no rows"));

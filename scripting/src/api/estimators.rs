@@ -63,9 +63,16 @@ fn from_tensors(p: &Dynamic, c: &Dynamic, opts: &mut Map, what: &str) -> RResult
 
 fn d1(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
     let o: D1Options = options("logp_d1", opts)?;
-    est::logp_d1(&m.model, &b.prompt, &b.completion, o.p_mask_prompt, o.seed, b.attention.as_ref())
-        .map(estimate_map)
-        .map_err(fail("logp_d1"))
+    est::logp_d1(
+        &m.model,
+        &b.prompt,
+        &b.completion,
+        o.p_mask_prompt,
+        o.seed,
+        b.attention.as_ref(),
+    )
+    .map(estimate_map)
+    .map_err(fail("logp_d1"))
 }
 
 fn masked(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
@@ -81,8 +88,15 @@ fn masked(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
 
 fn coupled(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
     let o: CoupledOptions = options("logp_coupled", opts)?;
-    let c = est::logp_coupled(&m.model, &b.prompt, &b.completion, o.t, o.seed, b.attention.as_ref())
-        .map_err(fail("logp_coupled"))?;
+    let c = est::logp_coupled(
+        &m.model,
+        &b.prompt,
+        &b.completion,
+        o.t,
+        o.seed,
+        b.attention.as_ref(),
+    )
+    .map_err(fail("logp_coupled"))?;
     Ok(Map::from_iter([
         ("logp".into(), t(c.logp)),
         ("mask".into(), t(c.mask)),
@@ -94,8 +108,16 @@ fn coupled(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
 
 fn elbo_of(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
     let o: ElboOptions = options("elbo", opts)?;
-    let e = est::elbo(&m.model, &b.prompt, &b.completion, o.mc_num, o.batch, o.seed, b.attention.as_ref())
-        .map_err(fail("elbo"))?;
+    let e = est::elbo(
+        &m.model,
+        &b.prompt,
+        &b.completion,
+        o.mc_num,
+        o.batch,
+        o.seed,
+        b.attention.as_ref(),
+    )
+    .map_err(fail("elbo"))?;
     Ok(Map::from_iter([
         ("loglik".into(), t(e.loglik)),
         ("logp".into(), t(e.logp)),
@@ -148,7 +170,12 @@ mod estimators_api {
     }
     /// `logp_masked` with options: `attention_mask` [B, P + L] for left-padded prompts.
     #[rhai_fn(name = "logp_masked", return_raw)]
-    pub fn logp_masked_opts(m: &mut ScriptModel, p: Dynamic, c: Dynamic, opts: Map) -> RResult<Map> {
+    pub fn logp_masked_opts(
+        m: &mut ScriptModel,
+        p: Dynamic,
+        c: Dynamic,
+        opts: Map,
+    ) -> RResult<Map> {
         let mut opts = opts;
         let b = from_tensors(&p, &c, &mut opts, "logp_masked")?;
         masked(m, b, opts)
@@ -191,9 +218,15 @@ mod estimators_api {
             .map(|a| ids_tensor(&a, "logp_step: attention_mask"))
             .transpose()?;
         if let Some(k) = opts.keys().next() {
-            return Err(err(format!("{w}: unknown option `{k}`; accepted: `attention_mask`")));
+            return Err(err(format!(
+                "{w}: unknown option `{k}`; accepted: `attention_mask`"
+            )));
         }
-        let (st, tg, cm) = (ids_tensor(&st, w)?, ids_tensor(&tg, w)?, ids_tensor(&cm, w)?);
+        let (st, tg, cm) = (
+            ids_tensor(&st, w)?,
+            ids_tensor(&tg, w)?,
+            ids_tensor(&cm, w)?,
+        );
         step_of(m, &st, &tg, &cm, attn.as_ref())
     }
     /// MDPO's step estimator: input the canvas `state` x_t [B, T], logits divided by
@@ -287,14 +320,24 @@ mod estimators_api {
         let o: NoiseOptions = options("sft_loss", opts)?;
         let (b, p, l) = (r.0.batch_size(), r.0.prompt_len(), r.0.gen_length());
         let ids = Tensor::cat(
-            &[r.0.prompt_tensor().map_err(script_err)?, r.0.completion_tensor().map_err(script_err)?],
+            &[
+                r.0.prompt_tensor().map_err(script_err)?,
+                r.0.completion_tensor().map_err(script_err)?,
+            ],
             1,
         )
         .map_err(script_err)?;
-        let answer = sft::answer_mask_from_prompt_lengths(&vec![p; b], p + l).map_err(fail("sft_loss"))?;
-        sft::sft_loss(&model.model, &ids, &answer.to_dtype(DType::F32).map_err(script_err)?, o.seed, o.eps)
-            .map(loss_map)
-            .map_err(fail("sft_loss"))
+        let answer =
+            sft::answer_mask_from_prompt_lengths(&vec![p; b], p + l).map_err(fail("sft_loss"))?;
+        sft::sft_loss(
+            &model.model,
+            &ids,
+            &answer.to_dtype(DType::F32).map_err(script_err)?,
+            o.seed,
+            o.eps,
+        )
+        .map(loss_map)
+        .map_err(fail("sft_loss"))
     }
     /// LLaDA's SFT loss on `ids` [B, T]; `answer` is a [B, T] 0/1 mask (1 on the answer, EOS
     /// padding included) or a flat array of B prompt lengths. Options as above.
@@ -302,7 +345,9 @@ mod estimators_api {
     pub fn sft_loss(m: &mut ScriptModel, ids: Dynamic, answer: Dynamic, opts: Map) -> RResult<Map> {
         let o: NoiseOptions = options("sft_loss", opts)?;
         let ids = ids_tensor(&ids, "sft_loss: ids")?;
-        let (b, len) = ids.dims2().map_err(|_| err("sft_loss: ids must be [B, T]"))?;
+        let (b, len) = ids
+            .dims2()
+            .map_err(|_| err("sft_loss: ids must be [B, T]"))?;
         let answer = match answer.clone().try_cast::<Array>() {
             Some(a) if a.len() == b && a.iter().all(|v| v.is_int()) => {
                 let lens = super::super::convert::usize_list(&a, "sft_loss: prompt lengths")?;
@@ -310,9 +355,15 @@ mod estimators_api {
             }
             _ => ids_tensor(&answer, "sft_loss: answer")?,
         };
-        sft::sft_loss(&m.model, &ids, &answer.to_dtype(DType::F32).map_err(script_err)?, o.seed, o.eps)
-            .map(loss_map)
-            .map_err(fail("sft_loss"))
+        sft::sft_loss(
+            &m.model,
+            &ids,
+            &answer.to_dtype(DType::F32).map_err(script_err)?,
+            o.seed,
+            o.eps,
+        )
+        .map(loss_map)
+        .map_err(fail("sft_loss"))
     }
 }
 

@@ -99,7 +99,7 @@ mod hints_api {
     /// `t.reference(row)`).
     #[rhai_fn(return_raw)]
     pub fn reference_solution(t: &mut ScriptTask, row: Dynamic) -> RResult<Dynamic> {
-        let ex = super::tasks::example_of(&row)?;
+        let ex = crate::api::tasks::example_of(&row)?;
         Ok(t.0
             .reference_solution(&ex)
             .map_or(Dynamic::UNIT, Dynamic::from))

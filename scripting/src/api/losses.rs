@@ -45,8 +45,16 @@ fn clipped(
 ) -> RResult<Map> {
     let o: ClipOptions = options("clipped_loss", opts)?;
     let level = o.to_level().map_err(fail("clipped_loss"))?;
-    let out = wl::clipped_surrogate(&logp.t, &old_logp.t, &adv.t, &mask.t, o.eps_low, o.eps_high, level)
-        .map_err(script_err)?;
+    let out = wl::clipped_surrogate(
+        &logp.t,
+        &old_logp.t,
+        &adv.t,
+        &mask.t,
+        o.eps_low,
+        o.eps_high,
+        level,
+    )
+    .map_err(script_err)?;
     Ok(Map::from_iter([
         ("loss".into(), Dynamic::from(ScriptTensor::new(out.loss))),
         ("clip_fraction".into(), Dynamic::from(out.clip_fraction)),
@@ -54,7 +62,11 @@ fn clipped(
     ]))
 }
 
-fn reduce_with(loss: &ScriptTensor, mask: &ScriptTensor, o: ReduceOptions) -> RResult<ScriptTensor> {
+fn reduce_with(
+    loss: &ScriptTensor,
+    mask: &ScriptTensor,
+    o: ReduceOptions,
+) -> RResult<ScriptTensor> {
     let r = o.to_reduction().map_err(fail("reduce_loss"))?;
     wl::reduce(&loss.t, &mask.t, r)
         .map(ScriptTensor::new)

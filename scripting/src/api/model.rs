@@ -128,7 +128,9 @@ mod model_api {
     pub fn load_model_opts(path: &str, opts: Map) -> RResult<ScriptModel> {
         let o: ModelOptions = options("load_model", opts)?;
         if o.seed.is_some() {
-            return Err(err("load_model: option `seed` is for new_model (random weights)"));
+            return Err(err(
+                "load_model: option `seed` is for new_model (random weights)",
+            ));
         }
         let load = load_options(&o, default_device())?;
         let dir = resolve_model_dir(path).map_err(script_err)?;
@@ -200,7 +202,12 @@ mod model_api {
     pub fn mask_id(m: &mut ScriptModel) -> RResult<i64> {
         match &m.tokenizer {
             Some(t) => Ok(i64::from(t.special().mask)),
-            None => m.model.config().mask_id().map(i64::from).map_err(script_err),
+            None => m
+                .model
+                .config()
+                .mask_id()
+                .map(i64::from)
+                .map_err(script_err),
         }
     }
     /// Id of the end-of-text token.
@@ -274,9 +281,12 @@ mod model_api {
     pub fn chat_opts(t: &mut ScriptTokenizer, messages: Array, opts: Map) -> RResult<String> {
         let o: ChatOptions = options("chat", opts)?;
         let msgs: Vec<ChatMessage> = rhai::serde::from_dynamic(&Dynamic::from_array(messages))
-            .map_err(|e| err(format!("chat: each message must be a map #{{role, content}}: {e}")))?;
-        t.0.chat(&msgs, o.add_generation_prompt)
-            .map_err(script_err)
+            .map_err(|e| {
+                err(format!(
+                    "chat: each message must be a map #{{role, content}}: {e}"
+                ))
+            })?;
+        t.0.chat(&msgs, o.add_generation_prompt).map_err(script_err)
     }
     /// Renders `messages` with the chat template and a generation prompt.
     #[rhai_fn(name = "chat", return_raw)]

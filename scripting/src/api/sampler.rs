@@ -89,10 +89,14 @@ impl SamplerHooks for ScriptHooks<'_, '_> {
 
 fn prompt_input(p: &Dynamic) -> RResult<PromptInput> {
     if p.is_string() {
-        return Ok(PromptInput::Text(p.clone().into_string().unwrap_or_default()));
+        return Ok(PromptInput::Text(
+            p.clone().into_string().unwrap_or_default(),
+        ));
     }
     super::convert::to_json(p, "generate: a prompt (a string or an array of token ids)")
-        .and_then(|v| serde_json::from_value(v).map_err(|e| err(format!("generate: bad prompt ids: {e}"))))
+        .and_then(|v| {
+            serde_json::from_value(v).map_err(|e| err(format!("generate: bad prompt ids: {e}")))
+        })
         .map(PromptInput::Ids)
 }
 
@@ -140,12 +144,22 @@ mod sampler_api {
         };
         let (req, scfg): (GenerateRequest, SamplerConfig) =
             options2("generate", cfg, GenerateRequest::KEYS)?;
-        let prompts = prompts.iter().map(prompt_input).collect::<RResult<Vec<_>>>()?;
+        let prompts = prompts
+            .iter()
+            .map(prompt_input)
+            .collect::<RResult<Vec<_>>>()?;
         let use_hooks = hooks.schedule.is_some() || hooks.score.is_some();
         let hooks: Option<&mut dyn SamplerHooks> = if use_hooks { Some(&mut hooks) } else { None };
-        generate_rollout(&model.model, model.tokenizer.as_deref(), &prompts, &scfg, &req, hooks)
-            .map(|r| ScriptRollout(Arc::new(r)))
-            .map_err(fail("generate"))
+        generate_rollout(
+            &model.model,
+            model.tokenizer.as_deref(),
+            &prompts,
+            &scfg,
+            &req,
+            hooks,
+        )
+        .map(|r| ScriptRollout(Arc::new(r)))
+        .map_err(fail("generate"))
     }
     /// The left-padded prompts [B, P] (u32).
     #[rhai_fn(get = "prompt", return_raw)]
@@ -183,7 +197,10 @@ mod sampler_api {
         let rows = r.0.canvas();
         let w = rows.first().map_or(0, Vec::len);
         let flat: Vec<u32> = rows.into_iter().flatten().collect();
-        tensor(Tensor::from_vec(flat, (r.0.batch_size(), w), &candle_core::Device::Cpu).map_err(Into::into))
+        tensor(
+            Tensor::from_vec(flat, (r.0.batch_size(), w), &candle_core::Device::Cpu)
+                .map_err(Into::into),
+        )
     }
     /// Per row, the unpadded prompt ++ completion (arrays of ids).
     #[rhai_fn(get = "ids", pure)]
@@ -218,7 +235,10 @@ mod sampler_api {
     /// Per row, the index of the prompt (data row) it answers.
     #[rhai_fn(get = "prompt_index", pure)]
     pub fn prompt_index(r: &mut ScriptRollout) -> Array {
-        r.0.prompt_index.iter().map(|&i| Dynamic::from(i as i64)).collect()
+        r.0.prompt_index
+            .iter()
+            .map(|&i| Dynamic::from(i as i64))
+            .collect()
     }
     /// Number of forward passes the generation took.
     #[rhai_fn(get = "nfe", pure)]
@@ -258,7 +278,10 @@ mod sampler_api {
             .to_dtype(candle_core::DType::U32)
             .and_then(|t| t.to_vec2())
             .map_err(script_err)?;
-        let texts = texts.into_iter().map(|t| t.into_string().map_err(err)).collect::<RResult<_>>()?;
+        let texts = texts
+            .into_iter()
+            .map(|t| t.into_string().map_err(err))
+            .collect::<RResult<_>>()?;
         r.0.with_completion(rows, texts)
             .map(|x| ScriptRollout(Arc::new(x)))
             .map_err(script_err)

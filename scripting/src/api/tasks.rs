@@ -24,7 +24,10 @@ pub struct ScriptTask(pub Arc<dyn Task>);
 pub(crate) fn example_of(row: &Dynamic) -> RResult<Example> {
     match to_json(row, "a data row")? {
         serde_json::Value::Object(fields) => Ok(Example::new(fields, Origin::memory(0))),
-        _ => Err(err(format!("expected a data row (a map), found {}", row.type_name()))),
+        _ => Err(err(format!(
+            "expected a data row (a map), found {}",
+            row.type_name()
+        ))),
     }
 }
 
@@ -106,7 +109,10 @@ mod tasks_api {
     /// `#{ total, components: #{name: value}, correct, extracted }`.
     #[rhai_fn(return_raw)]
     pub fn reward(t: &mut ScriptTask, row: Dynamic, completion: &str) -> RResult<Dynamic> {
-        to_script(t.0.reward(&example_of(&row)?, completion).map_err(script_err)?)
+        to_script(
+            t.0.reward(&example_of(&row)?, completion)
+                .map_err(script_err)?,
+        )
     }
     /// The training rewards of every completion of `rollout`, row b answering
     /// `rows[rollout.prompt_index[b]]`: `#{ rewards: [f64], correct: [bool], extracted: [...] }`.
@@ -119,7 +125,10 @@ mod tasks_api {
     /// Sudoku `score` is the fraction of blanks filled correctly and `weight` the blanks.
     #[rhai_fn(name = "evaluate", return_raw)]
     pub fn evaluate(t: &mut ScriptTask, row: Dynamic, completion: &str) -> RResult<Dynamic> {
-        to_script(t.0.evaluate(&example_of(&row)?, completion).map_err(script_err)?)
+        to_script(
+            t.0.evaluate(&example_of(&row)?, completion)
+                .map_err(script_err)?,
+        )
     }
     /// Greedy evaluation of `model` on `rows`: generates with the sampler options of `opts`
     /// (any `generate` sampler field) plus `style` (prompt convention, default `d1_eval`) and
@@ -136,8 +145,15 @@ mod tasks_api {
         let (req, cfg): (EvalRequest, SamplerConfig) =
             options2("evaluate", opts, EvalRequest::KEYS)?;
         let m = model.model.with_training(false);
-        let s = judge::evaluate(&*t.0, &m, model.tokenizer.as_deref(), &examples_of(&rows)?, &cfg, &req)
-            .map_err(fail("evaluate"))?;
+        let s = judge::evaluate(
+            &*t.0,
+            &m,
+            model.tokenizer.as_deref(),
+            &examples_of(&rows)?,
+            &cfg,
+            &req,
+        )
+        .map_err(fail("evaluate"))?;
         to_script(s)
     }
     /// The reference answer of a data row.

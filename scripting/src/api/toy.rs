@@ -36,7 +36,11 @@ fn id_rows(v: &Dynamic, what: &str) -> RResult<Vec<Vec<u32>>> {
     };
     Ok(rows
         .into_iter()
-        .map(|r| r.into_iter().map(|i| u32::try_from(i).unwrap_or(u32::MAX)).collect())
+        .map(|r| {
+            r.into_iter()
+                .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+                .collect()
+        })
         .collect())
 }
 
@@ -76,7 +80,9 @@ fn for_each<T>(
             rows.len() * g
         )));
     }
-    let vocab = task.vocab().ok_or_else(|| err(format!("{what}: not a toy task")))?;
+    let vocab = task
+        .vocab()
+        .ok_or_else(|| err(format!("{what}: not a toy task")))?;
     let examples = rows.iter().map(example_of).collect::<RResult<Vec<_>>>()?;
     comps
         .iter()
@@ -85,7 +91,13 @@ fn for_each<T>(
         .collect()
 }
 
-fn rewards(task: &str, completions: Dynamic, rows: Array, group: i64, what: &str) -> RResult<Array> {
+fn rewards(
+    task: &str,
+    completions: Dynamic,
+    rows: Array,
+    group: i64,
+    what: &str,
+) -> RResult<Array> {
     let t = toy(task, what)?;
     let r = for_each(&*t, completions, &rows, group, what, |row, text| {
         t.reward(row, text).map(|r| r.total).map_err(fail(what))
@@ -144,7 +156,11 @@ mod toy_api {
                         )));
                     }
                     let fill = std::iter::repeat_n(p, n - row.len());
-                    row = if right { fill.chain(row).collect() } else { row.into_iter().chain(fill).collect() };
+                    row = if right {
+                        fill.chain(row).collect()
+                    } else {
+                        row.into_iter().chain(fill).collect()
+                    };
                 }
                 Ok(ids(row))
             })
@@ -167,7 +183,12 @@ mod toy_api {
     /// A reward of 1.0 means solved. Returns one float per completion. (`task("sudoku:toy")`
     /// gives the same through `t.judge(rollout, rows)`.)
     #[rhai_fn(return_raw)]
-    pub fn toy_rewards(task: &str, completions: Dynamic, rows: Array, group: i64) -> RResult<Array> {
+    pub fn toy_rewards(
+        task: &str,
+        completions: Dynamic,
+        rows: Array,
+        group: i64,
+    ) -> RResult<Array> {
         rewards(task, completions, rows, group, "toy_rewards")
     }
     /// The reference answer of a toy row as token ids: the Sudoku `Solution` digits, or the
@@ -176,9 +197,14 @@ mod toy_api {
     #[rhai_fn(return_raw)]
     pub fn toy_answer(task: &str, row: Dynamic) -> RResult<Array> {
         let t = toy(task, "toy_answer")?;
-        let text = t.reference(&example_of(&row)?).map_err(fail("toy_answer"))?;
+        let text = t
+            .reference(&example_of(&row)?)
+            .map_err(fail("toy_answer"))?;
         let v = t.vocab().ok_or_else(|| err("toy_answer: not a toy task"))?;
-        Ok(ids(v.encode(&text).map_err(|e| err(format!("toy_answer: {e}")))?).cast())
+        Ok(ids(v
+            .encode(&text)
+            .map_err(|e| err(format!("toy_answer: {e}")))?)
+        .cast())
     }
     /// Token ids of a digit string (`'0'..='9'` → 0..=9), e.g. a Sudoku `Puzzle`:
     /// `digit_ids("3102")` is `[3, 1, 0, 2]`.
@@ -254,7 +280,10 @@ mod toy_api {
     #[rhai_fn(return_raw)]
     pub fn encode(t: &mut super::super::tasks::ScriptTask, text: &str) -> RResult<Dynamic> {
         let v = t.0.vocab().ok_or_else(|| {
-            err(format!("encode: task `{}` has no vocabulary of its own (use the model's tokenizer)", t.0.name()))
+            err(format!(
+                "encode: task `{}` has no vocabulary of its own (use the model's tokenizer)",
+                t.0.name()
+            ))
         })?;
         to_script(v.encode(text).map_err(|e| err(format!("encode: {e}")))?)
     }
@@ -325,6 +354,9 @@ mod tests {
             .eval::<Array>(r#"char_ids(["12"], #{ alphabet: "0123456789", lenght: 3 })"#)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("char_ids") && e.contains("`lenght`") && e.contains("`length`"), "{e}");
+        assert!(
+            e.contains("char_ids") && e.contains("`lenght`") && e.contains("`length`"),
+            "{e}"
+        );
     }
 }
