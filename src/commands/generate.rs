@@ -14,9 +14,9 @@ use workbench_core::device::{default_device, default_dtype, parse_device, parse_
 use workbench_core::error_report::render_at;
 use workbench_core::fsio::LineSink;
 use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
-use workbench_core::sampler::{self, Canvas, SamplerConfig};
+use workbench_core::sampler::{self, GenerateRequest, PromptInput, SamplerConfig};
 use workbench_core::term::PlainProgress;
-use workbench_core::tokenizer::{ChatMessage, ConfigIds, Tokenizer};
+use workbench_core::tokenizer::{ConfigIds, Tokenizer};
 
 /// Arguments of `workbench generate`.
 #[derive(Args, Debug)]
@@ -262,27 +262,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         let tok = tok
             .as_ref()
             .context("text prompts need tokenizer.json in the checkpoint; use prompt_ids")?;
-        let rendered = if args.chat {
-            tok.chat(
-                &[ChatMessage {
-                    role: "user".into(),
-                    content: text.to_string(),
-                }],
-                true,
-            )?
-        } else {
-            text.to_string()
-        };
-        tok.encode(&(rendered + prefill.as_str()))
+        sampler::render_prompt(tok, text, args.chat, &prefill)
     };
     let mcfg = model.config();
-    let mask = mcfg
-        .mask_token_id
-        .context("config.json has no mask_token_id")?;
-    let pad = mcfg
-        .pad_token_id
-        .or(mcfg.eos_token_id)
-        .context("config.json has no pad/eos id")?;
     // Checked per request before anything is allocated for it: one bad line costs only itself.
     let vocab = mcfg.vocab_size;
     let admit = |r: &Request| -> Result<()> {
@@ -366,18 +348,18 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     for chunk in requests.chunks(args.batch_size) {
         let done = (|| -> Result<()> {
             workbench_core::cancel::check()?;
-            let prompts: Vec<Vec<u32>> = chunk.iter().map(|r| r.ids.clone()).collect();
-            let hints: Vec<HashMap<usize, u32>> = chunk.iter().map(|r| r.hints.clone()).collect();
-            let seeds: Vec<u64> = chunk.iter().map(|r| r.index as u64).collect();
-            let canvas = Canvas::new(&prompts, cfg.gen_length, pad, mask)?
-                .with_hints(&hints)?
-                .with_row_seeds(seeds)?;
-            let gen = sampler::generate_canvas(&model, canvas, &cfg, None)?;
-            for (r, completion) in chunk.iter().zip(&gen.completions) {
-                let text = match &tok {
-                    Some(t) => t.decode(completion, true)?,
-                    None => String::new(),
-                };
+            let prompts: Vec<PromptInput> = chunk
+                .iter()
+                .map(|r| PromptInput::Ids(r.ids.clone()))
+                .collect();
+            let req = GenerateRequest {
+                hints: Some(chunk.iter().map(|r| r.hints.clone()).collect()),
+                row_seeds: Some(chunk.iter().map(|r| r.index as u64).collect()),
+                ..GenerateRequest::default()
+            };
+            let gen = sampler::generate_rollout(&model, tok.as_ref(), &prompts, &cfg, &req, None)?;
+            for (i, (r, completion)) in chunk.iter().zip(&gen.completion).enumerate() {
+                let text = gen.texts.get(i).cloned().unwrap_or_default();
                 sink.push(
                     &json!({"id": r.id, "output_ids": completion, "text": text, "nfe": gen.nfe})
                         .to_string(),

@@ -150,6 +150,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// The mask token (`mask_token_id`), or an error saying the config has none.
+    pub fn mask_id(&self) -> Result<u32> {
+        self.mask_token_id
+            .context("the checkpoint's config.json has no mask_token_id")
+    }
+
+    /// The padding token of left-padded batches: `pad_token_id`, else `eos_token_id`.
+    pub fn pad_id(&self) -> Result<u32> {
+        self.pad_token_id
+            .or(self.eos_token_id)
+            .context("the checkpoint's config.json has no pad_token_id or eos_token_id")
+    }
+
     /// Reads and validates `config.json` at `path`.
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)

@@ -33,18 +33,20 @@ pub mod engine;
 pub mod golden;
 pub mod guard;
 pub mod hooks;
+pub mod rollout;
 pub mod schedule;
 pub mod score;
 pub mod trajectory;
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 pub use canvas::Canvas;
 pub use config::{CacheMode, Eoser, Remasking, SamplerConfig, Schedule};
 pub use engine::GenerateOutput;
 pub use hooks::SamplerHooks;
+pub use rollout::{generate_rollout, render_prompt, GenerateRequest, PromptInput, Rollout};
 pub use trajectory::{StepRecord, Trajectory};
 
 use crate::model::Llada;
@@ -79,14 +81,7 @@ pub fn generate(
     opts: GenerateOptions<'_>,
 ) -> Result<GenerateOutput> {
     let mcfg = model.config();
-    let mask = mcfg
-        .mask_token_id
-        .context("the checkpoint's config.json has no mask_token_id")?;
-    let pad = mcfg
-        .pad_token_id
-        .or(mcfg.eos_token_id)
-        .context("the checkpoint's config.json has no pad_token_id or eos_token_id")?;
-    let mut canvas = Canvas::new(prompts, cfg.gen_length, pad, mask)?;
+    let mut canvas = Canvas::new(prompts, cfg.gen_length, mcfg.pad_id()?, mcfg.mask_id()?)?;
     if let Some(h) = &opts.hints {
         canvas = canvas.with_hints(h)?;
     }

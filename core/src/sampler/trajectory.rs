@@ -140,6 +140,48 @@ impl Trajectory {
         Ok(Tensor::from_vec(v, (self.batch, self.len), &Device::Cpu)?)
     }
 
+    /// The trajectory of rows `rows` only (in that order; a row may repeat).
+    pub fn select(&self, rows: &[usize]) -> Result<Trajectory> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= self.batch) {
+            bail!(
+                "row {r} out of range: the trajectory has {} rows",
+                self.batch
+            );
+        }
+        let pick = |flat: &[u32]| -> Vec<u32> {
+            rows.iter()
+                .flat_map(|&r| flat[r * self.len..(r + 1) * self.len].iter().copied())
+                .collect()
+        };
+        let steps = self
+            .steps
+            .iter()
+            .map(|s| StepRecord {
+                step: s.step,
+                block: s.block,
+                state: pick(&s.state),
+                committed: rows.iter().map(|&r| s.committed[r].clone()).collect(),
+                remasked: rows.iter().map(|&r| s.remasked[r].clone()).collect(),
+                prediction: pick(&s.prediction),
+                confidence: rows
+                    .iter()
+                    .flat_map(|&r| {
+                        s.confidence[r * self.len..(r + 1) * self.len]
+                            .iter()
+                            .copied()
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Trajectory {
+            batch: rows.len(),
+            len: self.len,
+            prompt_len: self.prompt_len,
+            steps,
+            final_state: pick(&self.final_state),
+        })
+    }
+
     fn tensor_u32(&self, v: Vec<u32>) -> Result<Tensor> {
         Ok(Tensor::from_vec(v, (self.batch, self.len), &Device::Cpu)?)
     }

@@ -19,11 +19,13 @@
 pub mod countdown;
 pub mod d1;
 pub mod gsm8k;
+pub mod judge;
 pub mod math;
 pub mod math_equiv;
 pub mod prompts;
 pub mod pytext;
 pub mod sudoku;
+pub mod toy;
 
 use std::collections::BTreeMap;
 
@@ -217,6 +219,85 @@ pub trait Task: Send + Sync + std::fmt::Debug {
 
     /// The evaluation score of `completion` for `example`.
     fn evaluate(&self, example: &Example, completion: &str) -> Result<Evaluation, TaskError>;
+
+    /// The task's own token vocabulary (toy tasks on models without a tokenizer): prompts are
+    /// encoded with it and completions decoded with it before `reward` / `evaluate`. `None`:
+    /// text prompts through the model's tokenizer and chat template.
+    fn vocab(&self) -> Option<&toy::CharVocab> {
+        None
+    }
+
+    /// Where the task's training and test data come from.
+    fn splits(&self) -> Splits {
+        splits_of(self.name())
+    }
+}
+
+/// A task's data: the shipped files under `data/`, and where training data comes from when
+/// none is shipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Splits {
+    /// The shipped training file, if any (none is shipped today: see `train_source`).
+    pub train: Option<&'static str>,
+    /// The shipped test file (evaluation only; never train on it).
+    pub test: Option<&'static str>,
+    /// The public training set the reference code trained on, to pass with `--set data=...`.
+    pub train_source: &'static str,
+    /// Whether seeded generators can make training problems (`sudoku_puzzles`,
+    /// `countdown_problems`), distinct from the shipped test rows.
+    pub generated: bool,
+}
+
+/// The data table of every task (by base name, without the `:variant`).
+fn splits_of(name: &str) -> Splits {
+    let base = name.split(':').next().unwrap_or(name);
+    let toy = name.ends_with(":toy");
+    let (test, train_source, generated) = match base {
+        "gsm8k" => (
+            "data/gsm8k_test.jsonl",
+            "the GSM8K train split (openai/grade-school-math grade_school_math/data/train.jsonl, \
+             7,473 rows), which d1 and IGPO train on",
+            false,
+        ),
+        "math500" | "math" => (
+            "data/math500_test.jsonl",
+            "the MATH train split (Hendrycks et al., 7,500 problems), which d1 trains on \
+             (IGPO: MetaMathQA / DeepScaleR)",
+            false,
+        ),
+        "countdown" => (
+            "data/countdown_cd3_test.jsonl",
+            "the d1/TinyZero Countdown train set (Jiayi-Pan/Countdown-Tasks-3to4), or \
+             generated problems",
+            true,
+        ),
+        "sudoku" | "sudoku4x4" => (
+            "data/sudoku_4x4_test.csv",
+            "d1's 4x4 Sudoku training puzzles (dllm-reasoning/d1 dataset/), or generated puzzles",
+            true,
+        ),
+        "amc" | "amc23" => (
+            "data/amc23_test.jsonl",
+            "none: AMC23 is evaluation-only (d1/IGPO train on MATH or DeepScaleR)",
+            false,
+        ),
+        "aime" | "aime24" => (
+            "data/aime24_test.jsonl",
+            "none: AIME24 is evaluation-only (d1/IGPO train on MATH or DeepScaleR)",
+            false,
+        ),
+        _ => ("", "unknown", false),
+    };
+    Splits {
+        train: None,
+        test: (!test.is_empty() && !toy).then_some(test),
+        train_source: if toy {
+            "generated problems (seeded)"
+        } else {
+            train_source
+        },
+        generated,
+    }
 }
 
 /// Names accepted by [`task_by_name`].
@@ -233,18 +314,26 @@ pub fn task_names() -> &'static [&'static str] {
         "amc:igpo",
         "aime",
         "aime:igpo",
+        "sudoku:toy",
+        "countdown:toy",
     ]
 }
 
 /// Looks a task up by name: `gsm8k`, `math500`, `countdown`, `sudoku` (alias `sudoku4x4`),
 /// `amc` (alias `amc23`), `aime` (alias `aime24`), optionally suffixed `:igpo` (IGPO rewards)
-/// or, for `math500`, `:verify` (math-verify-style equivalence instead of d1's string match).
+/// or, for `math500`, `:verify` (math-verify-style equivalence instead of d1's string match);
+/// `sudoku:toy` and `countdown:toy` are the token-level toy tasks of [`toy`].
 pub fn task_by_name(name: &str) -> Result<Box<dyn Task>, TaskError> {
     let unknown = || TaskError::UnknownTask(name.to_string());
     let (base, variant) = match name.split_once(':') {
         Some((b, v)) => (b, Some(v)),
         None => (name, None),
     };
+    match (base, variant) {
+        ("sudoku" | "sudoku4x4", Some("toy")) => return Ok(Box::new(toy::SudokuToy::default())),
+        ("countdown", Some("toy")) => return Ok(Box::new(toy::CountdownToy::default())),
+        _ => {}
+    }
     let scheme = match variant {
         None | Some("d1") => Scheme::D1,
         Some("igpo") => Scheme::Igpo,

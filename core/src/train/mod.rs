@@ -7,6 +7,7 @@ pub mod estimators;
 pub mod hints;
 pub mod losses;
 pub mod optim;
+pub mod options;
 pub mod parity;
 pub mod runlog;
 pub mod sft;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
-use workbench_core::model::{lora::TARGETS, LoraConfig};
+use workbench_core::model::LoraConfig;
 
-use super::convert::{check_keys, err, opt_bool, opt_f64, script_err, RResult};
+use super::convert::{err, options, script_err, RResult};
 use super::model::ScriptModel;
 use super::tensor::{register_param, ScriptTensor};
 
@@ -34,37 +34,7 @@ mod adapters_api {
     /// attn_out ff_proj up_proj ff_out), `rslora` false, `seed` 0.
     #[rhai_fn(return_raw)]
     pub fn add_lora(m: &mut ScriptModel, opts: Map) -> RResult<ScriptModel> {
-        check_keys(
-            &opts,
-            &["r", "alpha", "dropout", "targets", "rslora", "seed"],
-            "add_lora",
-        )?;
-        let d = LoraConfig::default();
-        let targets = match opts.get("targets") {
-            None => d.targets.clone(),
-            Some(v) => v
-                .clone()
-                .try_cast::<Array>()
-                .ok_or_else(|| err("add_lora: `targets` must be an array of layer names"))?
-                .iter()
-                .map(|x| {
-                    x.clone().into_string().map_err(|_| {
-                        err(format!(
-                            "add_lora: targets must be strings among {}",
-                            TARGETS.join(", ")
-                        ))
-                    })
-                })
-                .collect::<RResult<Vec<String>>>()?,
-        };
-        let cfg = LoraConfig {
-            r: opt_f64(&opts, "r", d.r as f64, "add_lora")? as usize,
-            alpha: opt_f64(&opts, "alpha", d.alpha, "add_lora")?,
-            dropout: opt_f64(&opts, "dropout", d.dropout, "add_lora")?,
-            targets,
-            rslora: opt_bool(&opts, "rslora", false)?,
-            seed: opt_f64(&opts, "seed", 0.0, "add_lora")? as u64,
-        };
+        let cfg: LoraConfig = options("add_lora", opts)?;
         let model = m.model.add_lora(&cfg).map_err(script_err)?;
         Ok(derive(m, model))
     }

@@ -1,6 +1,12 @@
-//! Conversions between Rhai values and core values, and the error helper every binding uses.
+//! The one conversion style of the crate: an options map becomes a core struct through
+//! `rhai::serde::from_dynamic` (`deny_unknown_fields`, defaults in the struct) and a result
+//! comes back through `to_dynamic`. Values serde cannot carry (Tensors, closures, rollouts) are
+//! taken out of the map by name first ([`take`]).
 
-use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
+use rhai::serde::{from_dynamic, to_dynamic};
+use rhai::{Dynamic, EvalAltResult, Map, ParseErrorType, Position};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Result type of Rhai-visible functions.
 pub type RResult<T> = Result<T, Box<EvalAltResult>>;
@@ -15,108 +21,170 @@ pub fn script_err<E: std::fmt::Display>(e: E) -> Box<EvalAltResult> {
     err(format!("{e:#}"))
 }
 
-/// Converts a JSON value to a Rhai value (objects become maps, arrays arrays).
-pub fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
-    match v {
-        serde_json::Value::Null => Dynamic::UNIT,
-        serde_json::Value::Bool(b) => (*b).into(),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => i.into(),
-            None => n.as_f64().unwrap_or(f64::NAN).into(),
+/// `f` for `map_err`: the error prefixed with the function's name.
+pub fn fail<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> Box<EvalAltResult> + '_ {
+    move |e| err(format!("{what}: {e:#}"))
+}
+
+/// The text of a serde error raised by rhai's deserializer.
+fn serde_message(e: &EvalAltResult) -> String {
+    match e {
+        EvalAltResult::ErrorParsing(ParseErrorType::BadInput(lex), _) => match lex {
+            rhai::LexError::ImproperSymbol(_, m) => m.clone(),
+            other => other.to_string(),
         },
-        serde_json::Value::String(s) => s.clone().into(),
-        serde_json::Value::Array(a) => a.iter().map(json_to_dynamic).collect::<Array>().into(),
-        serde_json::Value::Object(o) => o
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
-            .collect::<Map>()
-            .into(),
+        EvalAltResult::ErrorMismatchOutputType(want, found, _) => {
+            format!("expected {want}, found {found}")
+        }
+        other => other.to_string(),
     }
 }
 
-/// Converts a Rhai value to JSON (unit → null; other custom types are written as their text).
-pub fn dynamic_to_json(v: &Dynamic) -> serde_json::Value {
-    if v.is_unit() {
-        serde_json::Value::Null
-    } else if let Some(b) = v.clone().try_cast::<bool>() {
-        b.into()
-    } else if let Some(i) = v.clone().try_cast::<i64>() {
-        i.into()
-    } else if let Some(f) = v.clone().try_cast::<f64>() {
-        serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)
-    } else if v.is_string() {
-        v.clone().into_string().unwrap_or_default().into()
-    } else if let Some(a) = v.clone().try_cast::<Array>() {
-        a.iter().map(dynamic_to_json).collect::<Vec<_>>().into()
-    } else if let Some(m) = v.clone().try_cast::<Map>() {
-        m.iter()
-            .map(|(k, v)| (k.to_string(), dynamic_to_json(v)))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    } else {
-        v.to_string().into()
+/// The field names `T` accepts, read from serde's unknown-field message.
+fn accepted<T: DeserializeOwned>() -> String {
+    let mut probe = Map::new();
+    probe.insert("\u{1}".into(), Dynamic::UNIT);
+    match from_dynamic::<T>(&Dynamic::from_map(probe)) {
+        Err(e) => {
+            let m = serde_message(&e);
+            m.split_once("expected ").map_or(String::new(), |(_, k)| {
+                k.trim_start_matches("one of ").to_string()
+            })
+        }
+        Ok(_) => String::new(),
     }
+}
+
+/// Every integer inside `v` as a float (a number option written `1` where `1.0` is meant).
+fn widen(v: &Dynamic) -> Dynamic {
+    if let Ok(i) = v.as_int() {
+        Dynamic::from(i as f64)
+    } else if let Some(a) = v.clone().try_cast::<rhai::Array>() {
+        Dynamic::from_array(a.iter().map(widen).collect())
+    } else if let Some(m) = v.clone().try_cast::<Map>() {
+        Dynamic::from_map(m.iter().map(|(k, x)| (k.clone(), widen(x))).collect())
+    } else {
+        v.clone()
+    }
+}
+
+/// The options map of function `what` as the core struct `T`. An unknown key or a value of the
+/// wrong type is an error naming the key, the function and the accepted keys; an integer is
+/// accepted where a float is expected.
+pub fn options<T: DeserializeOwned>(what: &str, mut opts: Map) -> RResult<T> {
+    'retry: loop {
+        let e = match from_dynamic::<T>(&Dynamic::from_map(opts.clone())) {
+            Ok(v) => return Ok(v),
+            Err(e) => serde_message(&e),
+        };
+        if let Some(rest) = e.strip_prefix("unknown field ") {
+            let key = rest.split(',').next().unwrap_or(rest);
+            return Err(err(format!(
+                "{what}: unknown option {key}; accepted: {}",
+                accepted::<T>()
+            )));
+        }
+        if e.contains("expected f64") || e.contains("expected f32") {
+            // An integer where a float is meant: widen the first key whose widening helps.
+            for (k, v) in &opts {
+                let wide = widen(v);
+                if wide.to_string() == v.to_string() && wide.type_name() == v.type_name() {
+                    continue;
+                }
+                let mut trial = opts.clone();
+                trial.insert(k.clone(), wide);
+                let better = match from_dynamic::<T>(&Dynamic::from_map(trial.clone())) {
+                    Ok(_) => true,
+                    Err(e2) => serde_message(&e2) != e,
+                };
+                if better {
+                    opts = trial;
+                    continue 'retry;
+                }
+            }
+        }
+        // Name the key at fault: alone, it fails the same way.
+        let culprit = opts.iter().find(|(k, v)| {
+            let one = Map::from_iter([((*k).clone(), (*v).clone())]);
+            from_dynamic::<T>(&Dynamic::from_map(one)).is_err_and(|e1| serde_message(&e1) == e)
+        });
+        return Err(err(match culprit {
+            Some((k, _)) => format!("{what}: option `{k}`: {e}; accepted: {}", accepted::<T>()),
+            None => format!("{what}: {e}"),
+        }));
+    }
+}
+
+/// Splits an options map between two core structs: the keys in `a_keys` go to `A`, the rest
+/// to `B`; an unknown key names both structs' accepted keys.
+pub fn options2<A: DeserializeOwned, B: DeserializeOwned>(
+    what: &str,
+    opts: Map,
+    a_keys: &[&str],
+) -> RResult<(A, B)> {
+    let (a, b): (Map, Map) = opts
+        .into_iter()
+        .partition(|(k, _)| a_keys.contains(&k.as_str()));
+    let a = options::<A>(what, a)?;
+    let extra: Vec<String> = a_keys.iter().map(|k| format!("`{k}`")).collect();
+    let b = options::<B>(what, b).map_err(|e| match *e {
+        EvalAltResult::ErrorRuntime(m, _) => err(format!("{m}, {}", extra.join(", "))),
+        other => Box::new(other),
+    })?;
+    Ok((a, b))
+}
+
+/// Removes `key` from `opts` and casts it to `T` (a Tensor, a closure, ...); `()` or absent is
+/// `None`.
+pub fn take<T: Clone + 'static>(opts: &mut Map, key: &str, what: &str) -> RResult<Option<T>> {
+    match opts.remove(key) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => {
+            let ty = v.type_name();
+            v.try_cast::<T>().map(Some).ok_or_else(|| {
+                err(format!(
+                    "{what}: option `{key}` must be a {}, found {ty}",
+                    short_type::<T>()
+                ))
+            })
+        }
+    }
+}
+
+/// The script name of a registered type (`ScriptTensor` → `Tensor`).
+fn short_type<T>() -> &'static str {
+    let t = std::any::type_name::<T>();
+    let t = t.rsplit("::").next().unwrap_or(t);
+    t.strip_prefix("Script").unwrap_or(t)
+}
+
+/// A core result as a Rhai value (structs become maps, `None` becomes `()`).
+pub fn to_script<T: Serialize>(v: T) -> RResult<Dynamic> {
+    to_dynamic(v)
+}
+
+/// A Rhai value as JSON (maps become objects); Tensors and other custom values are an error.
+pub fn to_json(v: &Dynamic, what: &str) -> RResult<serde_json::Value> {
+    from_dynamic(v).map_err(|e| err(format!("{what}: {}", serde_message(&e))))
 }
 
 /// Reads a non-negative integer list (a shape, a list of ids).
-pub fn usize_list(a: &Array, what: &str) -> RResult<Vec<usize>> {
-    a.iter()
-        .map(|d| {
-            d.as_int()
-                .ok()
-                .and_then(|i| usize::try_from(i).ok())
-                .ok_or_else(|| {
-                    err(format!(
-                        "{what} must be an array of non-negative integers, found {d}"
-                    ))
-                })
-        })
-        .collect()
+pub fn usize_list(a: &rhai::Array, what: &str) -> RResult<Vec<usize>> {
+    from_dynamic(&Dynamic::from_array(a.clone())).map_err(|_| {
+        err(format!(
+            "{what} must be an array of non-negative integers, found {}",
+            Dynamic::from_array(a.clone())
+        ))
+    })
 }
 
-/// Reads an optional string option of a map, with a default.
-pub fn opt_str(opts: &Map, key: &str, default: &str) -> RResult<String> {
-    match opts.get(key) {
-        None => Ok(default.to_string()),
-        Some(v) if v.is_string() => Ok(v.clone().into_string().unwrap_or_default()),
-        Some(v) => Err(err(format!(
-            "option `{key}` must be a string, found {}",
-            v.type_name()
-        ))),
-    }
+/// JSON of a script value (`null` where JSON has no equivalent).
+pub fn dynamic_to_json(v: &Dynamic) -> serde_json::Value {
+    from_dynamic(v).unwrap_or(serde_json::Value::Null)
 }
 
-/// Reads an optional numeric option (float or integer) of a map, with a default; `what` names
-/// the function in the error.
-pub fn opt_f64(opts: &Map, key: &str, default: f64, what: &str) -> RResult<f64> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_float()
-            .or_else(|_| v.as_int().map(|i| i as f64))
-            .map_err(|_| err(format!("{what}: `{key}` must be a number, found {v}"))),
-    }
-}
-
-/// Reads an optional bool option of a map, with a default.
-pub fn opt_bool(opts: &Map, key: &str, default: bool) -> RResult<bool> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_bool()
-            .map_err(|_| err(format!("option `{key}` must be true or false, found {v}"))),
-    }
-}
-
-/// Fails on option keys outside `known`, naming the key and the accepted ones.
-pub fn check_keys(opts: &Map, known: &[&str], what: &str) -> RResult<()> {
-    for k in opts.keys() {
-        if !known.contains(&k.as_str()) {
-            return Err(err(format!(
-                "unknown option `{k}` for {what}; expected one of: {}",
-                known.join(", ")
-            )));
-        }
-    }
-    Ok(())
+/// A JSON value as a script value (objects become maps).
+pub fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
+    to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }

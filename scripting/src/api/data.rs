@@ -7,7 +7,9 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::data::dataset::{BatchOptions, Cursor, Dataset, Example};
 
-use super::convert::{check_keys, err, opt_bool, script_err, RResult};
+use workbench_core::train::options::LoaderOptions;
+
+use super::convert::{err, options, script_err, to_script, RResult};
 
 /// The state of a loader: the rows, a dataset of the same length driving the order, options
 /// and the cursor of the next batch.
@@ -71,25 +73,6 @@ impl ScriptLoader {
     }
 }
 
-fn cursor_map(c: &Cursor) -> Map {
-    let mut m = Map::new();
-    m.insert("epoch".into(), Dynamic::from(c.epoch as i64));
-    m.insert("position".into(), Dynamic::from(c.position as i64));
-    m.insert("seed".into(), Dynamic::from(c.seed as i64));
-    m
-}
-
-fn count(opts: &Map, key: &str, default: i64) -> RResult<i64> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v.as_int().ok().filter(|&i| i >= 0).ok_or_else(|| {
-            err(format!(
-                "data_loader: `{key}` must be a non-negative integer, found {v}"
-            ))
-        }),
-    }
-}
-
 #[export_module]
 mod data_api {
     use super::*;
@@ -100,26 +83,20 @@ mod data_api {
     /// kept). Copies share one position; `save_checkpoint`/`resume` store and restore it.
     #[rhai_fn(return_raw)]
     pub fn data_loader(rows: Array, opts: Map) -> RResult<ScriptLoader> {
-        check_keys(
-            &opts,
-            &["batch_size", "shuffle", "seed", "drop_last"],
-            "data_loader",
-        )?;
-        if !opts.contains_key("batch_size") {
-            return Err(err("data_loader: option `batch_size` is required"));
-        }
-        let batch_size = count(&opts, "batch_size", 1)? as usize;
+        let o: LoaderOptions = options("data_loader", opts)?;
+        let batch_size = o.batch_size;
         if batch_size == 0 {
-            return Err(err("data_loader: `batch_size` must be at least 1"));
+            return Err(err(
+                "data_loader: option `batch_size` (at least 1) is required",
+            ));
         }
         if rows.is_empty() {
             return Err(err("data_loader: no rows"));
         }
-        let seed = count(&opts, "seed", 0)? as u64;
         let options = BatchOptions {
             batch_size,
-            shuffle: opt_bool(&opts, "shuffle", true)?,
-            drop_last: opt_bool(&opts, "drop_last", false)?,
+            shuffle: o.shuffle,
+            drop_last: o.drop_last,
             max_epochs: None,
         };
         if options.drop_last && rows.len() < batch_size {
@@ -138,7 +115,7 @@ mod data_api {
             rows,
             index,
             options,
-            cursor: Cursor::new(seed),
+            cursor: Cursor::new(o.seed),
         }))))
     }
     /// The next batch: an array of `batch_size` rows (fewer for an epoch's last batch unless
@@ -154,8 +131,8 @@ mod data_api {
     }
     /// The position of the next batch: `#{epoch, position, seed}`.
     #[rhai_fn(get = "cursor", pure, return_raw)]
-    pub fn cursor(l: &mut ScriptLoader) -> RResult<Map> {
-        Ok(cursor_map(&l.lock()?.cursor))
+    pub fn cursor(l: &mut ScriptLoader) -> RResult<Dynamic> {
+        to_script(l.lock()?.cursor)
     }
     /// Number of rows.
     #[rhai_fn(name = "len", pure, return_raw)]

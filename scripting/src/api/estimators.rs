@@ -1,242 +1,275 @@
 //! Rhai bindings for `workbench_core::train::estimators` and `workbench_core::train::sft`:
-//! per-token log-probs of completions and LLaDA's diffusion pretraining/SFT losses. Each
-//! function converts its arguments and calls one core function; ids are Tensors or nested
-//! arrays, estimates come back as maps of Tensors.
+//! per-token log-probs of completions and LLaDA's diffusion pretraining/SFT losses. Each takes a
+//! `Rollout` (prompt, completion and attention mask from it) or, in the older form, the tensors
+//! themselves; options are the core structs of `workbench_core::train::options`.
 
 use candle_core::{DType, Tensor};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
+use workbench_core::sampler::Rollout;
 use workbench_core::train::estimators::{self as est, Estimate};
+use workbench_core::train::options::{
+    CoupledOptions, D1Options, ElboOptions, MdpoOptions, NoiseOptions,
+};
 use workbench_core::train::sft;
 
-use super::convert::{check_keys, err, opt_f64, script_err, RResult};
-use super::model::ScriptModel;
+use super::convert::{err, fail, options, script_err, take, RResult};
+use super::model::{ids_tensor, ScriptModel};
+use super::sampler::ScriptRollout;
 use super::tensor::ScriptTensor;
-
-/// A Tensor argument, or a nested array of ids turned into one (a flat array becomes one row).
-fn tensor_arg(v: &Dynamic, what: &str) -> RResult<Tensor> {
-    super::model::ids_tensor(v, what)
-}
-
-fn opt_usize(opts: &Map, key: &str, default: usize, what: &str) -> RResult<usize> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_int()
-            .ok()
-            .and_then(|i| usize::try_from(i).ok())
-            .ok_or_else(|| {
-                err(format!(
-                    "{what}: `{key}` must be a non-negative integer, found {v}"
-                ))
-            }),
-    }
-}
-
-fn opt_seed(opts: &Map, what: &str) -> RResult<u64> {
-    match opts.get("seed") {
-        None => Ok(0),
-        Some(v) => v
-            .as_int()
-            .map(|i| i as u64)
-            .map_err(|_| err(format!("{what}: `seed` must be an integer, found {v}"))),
-    }
-}
-
-fn opt_attention(opts: &Map, what: &str) -> RResult<Option<Tensor>> {
-    opts.get("attention_mask")
-        .filter(|v| !v.is_unit())
-        .map(|v| tensor_arg(v, &format!("{what}: attention_mask")))
-        .transpose()
-}
 
 fn t(x: Tensor) -> Dynamic {
     Dynamic::from(ScriptTensor::new(x))
 }
 
 fn estimate_map(e: Estimate) -> Map {
-    let mut m = Map::new();
-    m.insert("logp".into(), t(e.logp));
-    m.insert("mask".into(), t(e.mask));
-    m
+    Map::from_iter([("logp".into(), t(e.logp)), ("mask".into(), t(e.mask))])
 }
 
 fn loss_map(l: sft::DiffusionLoss) -> Map {
-    let mut m = Map::new();
-    m.insert("loss".into(), t(l.loss));
-    m.insert("num_masked".into(), Dynamic::from(l.num_masked as i64));
-    m
+    Map::from_iter([
+        ("loss".into(), t(l.loss)),
+        ("num_masked".into(), Dynamic::from(l.num_masked as i64)),
+    ])
 }
 
-fn fail(what: &str) -> impl Fn(anyhow::Error) -> Box<EvalAltResult> + '_ {
-    move |e| err(format!("{what}: {e:#}"))
+/// Prompt [B, P], completion [B, L] and attention mask [B, P + L] of a call: from a rollout, or
+/// the two tensors plus the `attention_mask` option of the old form.
+struct Batch {
+    prompt: Tensor,
+    completion: Tensor,
+    attention: Option<Tensor>,
+}
+
+fn from_rollout(r: &Rollout) -> RResult<Batch> {
+    Ok(Batch {
+        prompt: r.prompt_tensor().map_err(script_err)?,
+        completion: r.completion_tensor().map_err(script_err)?,
+        attention: Some(r.attention_tensor().map_err(script_err)?),
+    })
+}
+
+fn from_tensors(p: &Dynamic, c: &Dynamic, opts: &mut Map, what: &str) -> RResult<Batch> {
+    let attention = match take::<Dynamic>(opts, "attention_mask", what)? {
+        Some(a) => Some(ids_tensor(&a, &format!("{what}: attention_mask"))?),
+        None => None,
+    };
+    Ok(Batch {
+        prompt: ids_tensor(p, &format!("{what}: prompt"))?,
+        completion: ids_tensor(c, &format!("{what}: completion"))?,
+        attention,
+    })
+}
+
+fn d1(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
+    let o: D1Options = options("logp_d1", opts)?;
+    est::logp_d1(
+        &m.model,
+        &b.prompt,
+        &b.completion,
+        o.p_mask_prompt,
+        o.seed,
+        b.attention.as_ref(),
+    )
+    .map(estimate_map)
+    .map_err(fail("logp_d1"))
+}
+
+fn masked(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
+    if let Some(k) = opts.keys().next() {
+        return Err(err(format!(
+            "logp_masked: unknown option `{k}`; accepted: `attention_mask`"
+        )));
+    }
+    est::logp_masked(&m.model, &b.prompt, &b.completion, b.attention.as_ref())
+        .map(estimate_map)
+        .map_err(fail("logp_masked"))
+}
+
+fn coupled(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
+    let o: CoupledOptions = options("logp_coupled", opts)?;
+    let c = est::logp_coupled(
+        &m.model,
+        &b.prompt,
+        &b.completion,
+        o.t,
+        o.seed,
+        b.attention.as_ref(),
+    )
+    .map_err(fail("logp_coupled"))?;
+    Ok(Map::from_iter([
+        ("logp".into(), t(c.logp)),
+        ("mask".into(), t(c.mask)),
+        ("first".into(), t(c.first)),
+        ("weight".into(), t(c.weight)),
+        ("t".into(), Dynamic::from(c.t)),
+    ]))
+}
+
+fn elbo_of(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
+    let o: ElboOptions = options("elbo", opts)?;
+    let e = est::elbo(
+        &m.model,
+        &b.prompt,
+        &b.completion,
+        o.mc_num,
+        o.batch,
+        o.seed,
+        b.attention.as_ref(),
+    )
+    .map_err(fail("elbo"))?;
+    Ok(Map::from_iter([
+        ("loglik".into(), t(e.loglik)),
+        ("logp".into(), t(e.logp)),
+        ("mask".into(), t(e.mask)),
+    ]))
+}
+
+fn step_of(
+    m: &ScriptModel,
+    state: &Tensor,
+    target: &Tensor,
+    committed: &Tensor,
+    attention: Option<&Tensor>,
+) -> RResult<Map> {
+    est::logp_step(&m.model, state, target, committed, attention)
+        .map(estimate_map)
+        .map_err(fail("logp_step"))
 }
 
 #[export_module]
 mod estimators_api {
     use super::*;
 
-    /// d1's one-step estimator (diffu-GRPO): `prompt` [B, P] ⊕ `completion` [B, L] with every
-    /// completion token masked and each real prompt token masked with probability
-    /// `p_mask_prompt`; one forward. Options: `p_mask_prompt` (default 0.15), `seed` (default 0;
-    /// same seed, same mask, per row), `attention_mask` [B, P + L] (pads are never masked).
+    /// d1's one-step estimator (diffu-GRPO) on a `Rollout`: every completion token masked and
+    /// each real prompt token masked with probability `p_mask_prompt`; one forward. Options:
+    /// `p_mask_prompt` (default 0.15), `seed` (default 0; same seed, same mask, per row).
     /// Returns `#{logp: [B, L], mask: [B, L]}`.
-    #[rhai_fn(return_raw)]
-    pub fn logp_d1(
-        model: &mut ScriptModel,
-        prompt: Dynamic,
-        completion: Dynamic,
-        opts: Map,
-    ) -> RResult<Map> {
-        let w = "logp_d1";
-        check_keys(&opts, &["p_mask_prompt", "seed", "attention_mask"], w)?;
-        let p = opt_f64(&opts, "p_mask_prompt", est::D1_P_MASK_PROMPT, w)?;
-        let attn = opt_attention(&opts, w)?;
-        est::logp_d1(
-            &model.model,
-            &tensor_arg(&prompt, "logp_d1: prompt")?,
-            &tensor_arg(&completion, "logp_d1: completion")?,
-            p,
-            opt_seed(&opts, w)?,
-            attn.as_ref(),
-        )
-        .map(estimate_map)
-        .map_err(fail(w))
+    #[rhai_fn(name = "logp_d1", return_raw)]
+    pub fn logp_d1_r(model: &mut ScriptModel, r: ScriptRollout, opts: Map) -> RResult<Map> {
+        d1(model, from_rollout(&r.0)?, opts)
     }
-
-    /// The fully-masked-completion, clean-prompt estimator (one-step GRPO, IGPO): `logp_d1`
-    /// with `p_mask_prompt` 0. Returns `#{logp: [B, L], mask: [B, L]}`.
+    /// `logp_d1` on `prompt` [B, P] ⊕ `completion` [B, L] with the extra option
+    /// `attention_mask` [B, P + L] (pads are never masked).
+    #[rhai_fn(name = "logp_d1", return_raw)]
+    pub fn logp_d1(m: &mut ScriptModel, p: Dynamic, c: Dynamic, opts: Map) -> RResult<Map> {
+        let mut opts = opts;
+        let b = from_tensors(&p, &c, &mut opts, "logp_d1")?;
+        d1(m, b, opts)
+    }
+    /// The fully-masked-completion, clean-prompt estimator (one-step GRPO, IGPO) on a
+    /// `Rollout`: `logp_d1` with `p_mask_prompt` 0. Returns `#{logp: [B, L], mask: [B, L]}`.
     #[rhai_fn(name = "logp_masked", return_raw)]
-    pub fn logp_masked(
-        model: &mut ScriptModel,
-        prompt: Dynamic,
-        completion: Dynamic,
-    ) -> RResult<Map> {
-        logp_masked_opts(model, prompt, completion, Map::new())
+    pub fn logp_masked_r(model: &mut ScriptModel, r: ScriptRollout) -> RResult<Map> {
+        masked(model, from_rollout(&r.0)?, Map::new())
     }
-
+    /// `logp_masked` on `prompt` [B, P] and `completion` [B, L].
+    #[rhai_fn(name = "logp_masked", return_raw)]
+    pub fn logp_masked(m: &mut ScriptModel, p: Dynamic, c: Dynamic) -> RResult<Map> {
+        logp_masked_opts(m, p, c, Map::new())
+    }
     /// `logp_masked` with options: `attention_mask` [B, P + L] for left-padded prompts.
     #[rhai_fn(name = "logp_masked", return_raw)]
     pub fn logp_masked_opts(
-        model: &mut ScriptModel,
-        prompt: Dynamic,
-        completion: Dynamic,
+        m: &mut ScriptModel,
+        p: Dynamic,
+        c: Dynamic,
         opts: Map,
     ) -> RResult<Map> {
-        let w = "logp_masked";
-        check_keys(&opts, &["attention_mask"], w)?;
-        let attn = opt_attention(&opts, w)?;
-        est::logp_masked(
-            &model.model,
-            &tensor_arg(&prompt, "logp_masked: prompt")?,
-            &tensor_arg(&completion, "logp_masked: completion")?,
-            attn.as_ref(),
-        )
-        .map(estimate_map)
-        .map_err(fail(w))
+        let mut opts = opts;
+        let b = from_tensors(&p, &c, &mut opts, "logp_masked")?;
+        masked(m, b, opts)
     }
-
-    /// CJ-GRPO's trajectory step: input the recorded canvas `state` x_s [B, T]; at the
-    /// positions of `committed` [B, T] (1 = committed at step s) the log-prob of `target`
-    /// [B, T] (x_{s+1} or the final canvas). Returns `#{logp: [B, T], mask: [B, T]}` over the
-    /// whole canvas (0 where not committed).
+    /// CJ-GRPO's trajectory step on a recorded `Rollout` (`record: true`): input the state x_s
+    /// of step `s`; at the positions committed at s, the log-prob of the final canvas. Returns
+    /// `#{logp: [B, T], mask: [B, T]}` over the whole canvas (0 where not committed).
     #[rhai_fn(name = "logp_step", return_raw)]
-    pub fn logp_step(
-        model: &mut ScriptModel,
-        state: Dynamic,
-        target: Dynamic,
-        committed: Dynamic,
-    ) -> RResult<Map> {
-        logp_step_opts(model, state, target, committed, Map::new())
+    pub fn logp_step_r(model: &mut ScriptModel, r: ScriptRollout, s: i64) -> RResult<Map> {
+        let tr = r.0.trajectory.as_ref().ok_or_else(|| {
+            err("logp_step: the rollout has no trajectory (generate with `record: true`)")
+        })?;
+        let s = usize::try_from(s).map_err(|_| err(format!("logp_step: bad step {s}")))?;
+        let (state, fin, committed) = (
+            tr.state(s).map_err(fail("logp_step"))?,
+            tr.state(tr.num_steps()).map_err(script_err)?,
+            tr.committed(s).map_err(fail("logp_step"))?,
+        );
+        let attn = r.0.attention_tensor().map_err(script_err)?;
+        step_of(model, &state, &fin, &committed, Some(&attn))
     }
-
-    /// `logp_step` with options: `attention_mask` [B, T] for left-padded prompts.
+    /// CJ-GRPO's trajectory step on tensors: input the canvas `state` x_s [B, T]; at the
+    /// positions of `committed` [B, T] the log-prob of `target` [B, T].
+    #[rhai_fn(name = "logp_step", return_raw)]
+    pub fn logp_step(m: &mut ScriptModel, st: Dynamic, tg: Dynamic, cm: Dynamic) -> RResult<Map> {
+        logp_step_opts(m, st, tg, cm, Map::new())
+    }
+    /// `logp_step` on tensors with options: `attention_mask` [B, T] for left-padded prompts.
     #[rhai_fn(name = "logp_step", return_raw)]
     pub fn logp_step_opts(
-        model: &mut ScriptModel,
-        state: Dynamic,
-        target: Dynamic,
-        committed: Dynamic,
+        m: &mut ScriptModel,
+        st: Dynamic,
+        tg: Dynamic,
+        cm: Dynamic,
         opts: Map,
     ) -> RResult<Map> {
+        let mut opts = opts;
         let w = "logp_step";
-        check_keys(&opts, &["attention_mask"], w)?;
-        let attn = opt_attention(&opts, w)?;
-        est::logp_step(
-            &model.model,
-            &tensor_arg(&state, "logp_step: state")?,
-            &tensor_arg(&target, "logp_step: target")?,
-            &tensor_arg(&committed, "logp_step: committed")?,
-            attn.as_ref(),
-        )
-        .map(estimate_map)
-        .map_err(fail(w))
+        let attn = take::<Dynamic>(&mut opts, "attention_mask", w)?
+            .map(|a| ids_tensor(&a, "logp_step: attention_mask"))
+            .transpose()?;
+        if let Some(k) = opts.keys().next() {
+            return Err(err(format!(
+                "{w}: unknown option `{k}`; accepted: `attention_mask`"
+            )));
+        }
+        let (st, tg, cm) = (
+            ids_tensor(&st, w)?,
+            ids_tensor(&tg, w)?,
+            ids_tensor(&cm, w)?,
+        );
+        step_of(m, &st, &tg, &cm, attn.as_ref())
     }
-
     /// MDPO's step estimator: input the canvas `state` x_t [B, T], logits divided by
     /// `temperature + eps`, the log-prob of `target` x̂0 [B, T] at every position at or after
     /// `prompt_len` that is masked in x_t. Options: `temperature` (default 1.0), `eps` (default
     /// f32 machine epsilon; the reference adds the logits dtype's epsilon, 0.0078125 for bf16),
     /// `prompt_len` (default 0), `attention_mask` [B, T]. Returns `#{logp: [B, T], mask: [B, T]}`.
     #[rhai_fn(return_raw)]
-    pub fn logp_mdpo(
-        model: &mut ScriptModel,
-        state: Dynamic,
-        target: Dynamic,
-        opts: Map,
-    ) -> RResult<Map> {
+    pub fn logp_mdpo(m: &mut ScriptModel, st: Dynamic, tg: Dynamic, opts: Map) -> RResult<Map> {
+        let mut opts = opts;
         let w = "logp_mdpo";
-        check_keys(
-            &opts,
-            &["temperature", "eps", "prompt_len", "attention_mask"],
-            w,
-        )?;
-        let attn = opt_attention(&opts, w)?;
+        let attn = take::<Dynamic>(&mut opts, "attention_mask", w)?
+            .map(|a| ids_tensor(&a, "logp_mdpo: attention_mask"))
+            .transpose()?;
+        let o: MdpoOptions = options(w, opts)?;
         est::logp_mdpo(
-            &model.model,
-            &tensor_arg(&state, "logp_mdpo: state")?,
-            &tensor_arg(&target, "logp_mdpo: target")?,
-            opt_usize(&opts, "prompt_len", 0, w)?,
-            opt_f64(&opts, "temperature", 1.0, w)?,
-            opt_f64(&opts, "eps", est::MDPO_EPS, w)?,
+            &m.model,
+            &ids_tensor(&st, "logp_mdpo: state")?,
+            &ids_tensor(&tg, "logp_mdpo: target")?,
+            o.prompt_len,
+            o.temperature,
+            o.eps,
             attn.as_ref(),
         )
         .map(estimate_map)
         .map_err(fail(w))
     }
-
-    /// LLaDA's Monte Carlo ELBO of `answer` [B, L] given `prompt` [B, P]: `mc_num / batch`
+    /// LLaDA's Monte Carlo ELBO of a `Rollout`'s completions given its prompts: `mc_num / batch`
     /// rounds of `batch` copies with stratified mask counts, loss Σ CE / (count / L), averaged.
-    /// Options: `mc_num` (default 128), `batch` (default 16), `seed` (default 0),
-    /// `attention_mask` [B, P + L]. Returns `#{loglik: [B], logp: [B, L] (per-token
-    /// contributions summing to loglik), mask: [B, L]}`.
-    #[rhai_fn(return_raw)]
-    pub fn elbo(
-        model: &mut ScriptModel,
-        prompt: Dynamic,
-        answer: Dynamic,
-        opts: Map,
-    ) -> RResult<Map> {
-        let w = "elbo";
-        check_keys(&opts, &["mc_num", "batch", "seed", "attention_mask"], w)?;
-        let attn = opt_attention(&opts, w)?;
-        let e = est::elbo(
-            &model.model,
-            &tensor_arg(&prompt, "elbo: prompt")?,
-            &tensor_arg(&answer, "elbo: answer")?,
-            opt_usize(&opts, "mc_num", 128, w)?,
-            opt_usize(&opts, "batch", 16, w)?,
-            opt_seed(&opts, w)?,
-            attn.as_ref(),
-        )
-        .map_err(fail(w))?;
-        let mut m = Map::new();
-        m.insert("loglik".into(), t(e.loglik));
-        m.insert("logp".into(), t(e.logp));
-        m.insert("mask".into(), t(e.mask));
-        Ok(m)
+    /// Options: `mc_num` (default 128), `batch` (default 16), `seed` (default 0). Returns
+    /// `#{loglik: [B], logp: [B, L] (per-token contributions summing to loglik), mask: [B, L]}`.
+    #[rhai_fn(name = "elbo", return_raw)]
+    pub fn elbo_r(model: &mut ScriptModel, r: ScriptRollout, opts: Map) -> RResult<Map> {
+        elbo_of(model, from_rollout(&r.0)?, opts)
     }
-
+    /// `elbo` of `answer` [B, L] given `prompt` [B, P], with the extra option
+    /// `attention_mask` [B, P + L].
+    #[rhai_fn(name = "elbo", return_raw)]
+    pub fn elbo(m: &mut ScriptModel, p: Dynamic, a: Dynamic, opts: Map) -> RResult<Map> {
+        let mut opts = opts;
+        let b = from_tensors(&p, &a, &mut opts, "elbo")?;
+        elbo_of(m, b, opts)
+    }
     /// LLaDA's stratified mask counts for one ELBO round of `b` copies of an answer of length
     /// `l` with offset `k` (1..=l): round(k + i·l/b) wrapped into [1, l].
     #[rhai_fn(return_raw)]
@@ -250,103 +283,87 @@ mod estimators_api {
             .map(|c| Dynamic::from(c as i64))
             .collect())
     }
-
-    /// DiffuCoder's coupled estimator: the completion masked at M (ratio t) in one copy and at
-    /// its complement in another, prompt clean; each completion token scored once. Options:
-    /// `t` (default: drawn from the seed in [0.2, 0.8)), `seed` (default 0), `attention_mask`
-    /// [B, P + L]. Returns `#{logp: [B, L], mask: [B, L], first: [B, L] (M), weight: [B, L]
-    /// (1/t on M, 1/(1 − t) off it), t}`; DiffuCoder's token log-prob is
-    /// `(logp_masked + weight · logp) / 2`.
-    #[rhai_fn(return_raw)]
-    pub fn logp_coupled(
-        model: &mut ScriptModel,
-        prompt: Dynamic,
-        completion: Dynamic,
-        opts: Map,
-    ) -> RResult<Map> {
-        let w = "logp_coupled";
-        check_keys(&opts, &["t", "seed", "attention_mask"], w)?;
-        let tt = match opts.get("t") {
-            None => None,
-            Some(_) => Some(opt_f64(&opts, "t", 0.5, w)?),
-        };
-        let attn = opt_attention(&opts, w)?;
-        let c = est::logp_coupled(
-            &model.model,
-            &tensor_arg(&prompt, "logp_coupled: prompt")?,
-            &tensor_arg(&completion, "logp_coupled: completion")?,
-            tt,
-            opt_seed(&opts, w)?,
-            attn.as_ref(),
-        )
-        .map_err(fail(w))?;
-        let mut m = Map::new();
-        m.insert("logp".into(), t(c.logp));
-        m.insert("mask".into(), t(c.mask));
-        m.insert("first".into(), t(c.first));
-        m.insert("weight".into(), t(c.weight));
-        m.insert("t".into(), Dynamic::from(c.t));
-        Ok(m)
+    /// DiffuCoder's coupled estimator on a `Rollout`: the completion masked at M (ratio t) in one
+    /// copy and at its complement in another, prompt clean; each completion token scored once.
+    /// Options: `t` (default: drawn from the seed in [0.2, 0.8)), `seed` (default 0). Returns
+    /// `#{logp: [B, L], mask: [B, L], first: [B, L] (M), weight: [B, L] (1/t on M, 1/(1 − t)
+    /// off it), t}`; DiffuCoder's token log-prob is `(logp_masked + weight · logp) / 2`.
+    #[rhai_fn(name = "logp_coupled", return_raw)]
+    pub fn logp_coupled_r(model: &mut ScriptModel, r: ScriptRollout, opts: Map) -> RResult<Map> {
+        coupled(model, from_rollout(&r.0)?, opts)
     }
-
+    /// `logp_coupled` on `prompt` [B, P] and `completion` [B, L], with the extra option
+    /// `attention_mask` [B, P + L].
+    #[rhai_fn(name = "logp_coupled", return_raw)]
+    pub fn logp_coupled(m: &mut ScriptModel, p: Dynamic, c: Dynamic, opts: Map) -> RResult<Map> {
+        let mut opts = opts;
+        let b = from_tensors(&p, &c, &mut opts, "logp_coupled")?;
+        coupled(m, b, opts)
+    }
     /// LLaDA's pretraining loss on `ids` [B, T]: per row t ~ U(0, 1), p_mask = (1 − ε)t + ε,
     /// each token masked with probability p_mask, loss = Σ_masked CE / p_mask / (B·T).
     /// Options: `seed` (default 0), `eps` (default 1e-3). Returns `#{loss, num_masked}`.
     #[rhai_fn(return_raw)]
     pub fn pretrain_loss(model: &mut ScriptModel, ids: Dynamic, opts: Map) -> RResult<Map> {
-        let w = "pretrain_loss";
-        check_keys(&opts, &["seed", "eps"], w)?;
-        sft::pretrain_loss(
+        let o: NoiseOptions = options("pretrain_loss", opts)?;
+        let ids = ids_tensor(&ids, "pretrain_loss: ids")?;
+        sft::pretrain_loss(&model.model, &ids, o.seed, o.eps)
+            .map(loss_map)
+            .map_err(fail("pretrain_loss"))
+    }
+    /// LLaDA's SFT loss on a `Rollout` (prompt ++ completion, the completion being the answer):
+    /// the pretraining noise on the answer only, loss = mean over rows of Σ_masked CE / p_mask /
+    /// answer length. Options: `seed` (default 0), `eps` (default 1e-3). Returns
+    /// `#{loss, num_masked}`.
+    #[rhai_fn(name = "sft_loss", return_raw)]
+    pub fn sft_loss_r(model: &mut ScriptModel, r: ScriptRollout, opts: Map) -> RResult<Map> {
+        let o: NoiseOptions = options("sft_loss", opts)?;
+        let (b, p, l) = (r.0.batch_size(), r.0.prompt_len(), r.0.gen_length());
+        let ids = Tensor::cat(
+            &[
+                r.0.prompt_tensor().map_err(script_err)?,
+                r.0.completion_tensor().map_err(script_err)?,
+            ],
+            1,
+        )
+        .map_err(script_err)?;
+        let answer =
+            sft::answer_mask_from_prompt_lengths(&vec![p; b], p + l).map_err(fail("sft_loss"))?;
+        sft::sft_loss(
             &model.model,
-            &tensor_arg(&ids, "pretrain_loss: ids")?,
-            opt_seed(&opts, w)?,
-            opt_f64(&opts, "eps", sft::PRETRAIN_EPS, w)?,
+            &ids,
+            &answer.to_dtype(DType::F32).map_err(script_err)?,
+            o.seed,
+            o.eps,
         )
         .map(loss_map)
-        .map_err(fail(w))
+        .map_err(fail("sft_loss"))
     }
-
-    /// LLaDA's SFT loss on `ids` [B, T]: the pretraining noise on the answer only, loss =
-    /// mean over rows of Σ_masked CE / p_mask / answer length. `answer` is a [B, T] 0/1 mask
-    /// (1 on the answer, EOS padding included) or a flat array of B prompt lengths. Options:
-    /// `seed` (default 0), `eps` (default 1e-3). Returns `#{loss, num_masked}`.
-    #[rhai_fn(return_raw)]
-    pub fn sft_loss(
-        model: &mut ScriptModel,
-        ids: Dynamic,
-        answer: Dynamic,
-        opts: Map,
-    ) -> RResult<Map> {
-        let w = "sft_loss";
-        check_keys(&opts, &["seed", "eps"], w)?;
-        let ids = tensor_arg(&ids, "sft_loss: ids")?;
+    /// LLaDA's SFT loss on `ids` [B, T]; `answer` is a [B, T] 0/1 mask (1 on the answer, EOS
+    /// padding included) or a flat array of B prompt lengths. Options as above.
+    #[rhai_fn(name = "sft_loss", return_raw)]
+    pub fn sft_loss(m: &mut ScriptModel, ids: Dynamic, answer: Dynamic, opts: Map) -> RResult<Map> {
+        let o: NoiseOptions = options("sft_loss", opts)?;
+        let ids = ids_tensor(&ids, "sft_loss: ids")?;
         let (b, len) = ids
             .dims2()
             .map_err(|_| err("sft_loss: ids must be [B, T]"))?;
         let answer = match answer.clone().try_cast::<Array>() {
             Some(a) if a.len() == b && a.iter().all(|v| v.is_int()) => {
-                let lens = a
-                    .iter()
-                    .map(|v| {
-                        v.as_int()
-                            .ok()
-                            .and_then(|i| usize::try_from(i).ok())
-                            .ok_or_else(|| err("sft_loss: prompt lengths must be ≥ 0"))
-                    })
-                    .collect::<RResult<Vec<_>>>()?;
-                sft::answer_mask_from_prompt_lengths(&lens, len).map_err(fail(w))?
+                let lens = super::super::convert::usize_list(&a, "sft_loss: prompt lengths")?;
+                sft::answer_mask_from_prompt_lengths(&lens, len).map_err(fail("sft_loss"))?
             }
-            _ => tensor_arg(&answer, "sft_loss: answer")?,
+            _ => ids_tensor(&answer, "sft_loss: answer")?,
         };
         sft::sft_loss(
-            &model.model,
+            &m.model,
             &ids,
             &answer.to_dtype(DType::F32).map_err(script_err)?,
-            opt_seed(&opts, w)?,
-            opt_f64(&opts, "eps", sft::PRETRAIN_EPS, w)?,
+            o.seed,
+            o.eps,
         )
         .map(loss_map)
-        .map_err(fail(w))
+        .map_err(fail("sft_loss"))
     }
 }
 

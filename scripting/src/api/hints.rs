@@ -4,27 +4,12 @@
 
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
-use workbench_core::data::{Example, Origin};
-use workbench_core::train::hints::{seeded_hints, HintConfig};
+use workbench_core::train::hints::seeded_hints;
+use workbench_core::train::options::HintOptions;
 
-use super::convert::{dynamic_to_json, err, script_err, RResult};
+use super::convert::{err, options, script_err, RResult};
 use super::tasks::ScriptTask;
 use super::tensor::ScriptTensor;
-
-fn usize_opt(opts: &Map, key: &str, default: usize) -> RResult<usize> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_int()
-            .ok()
-            .and_then(|i| usize::try_from(i).ok())
-            .ok_or_else(|| {
-                err(format!(
-                    "igpo_hints: `{key}` must be a non-negative integer"
-                ))
-            }),
-    }
-}
 
 fn float_of(v: &Dynamic) -> Option<f64> {
     v.as_float()
@@ -61,25 +46,8 @@ mod hints_api {
         let toks = tokens_of(&tokens)?;
         let gen_length = usize::try_from(gen_length)
             .map_err(|_| err("igpo_hints: gen_length must be non-negative"))?;
-        let d = HintConfig::default();
-        let cfg = HintConfig {
-            margin: usize_opt(&opts, "margin", d.margin)?,
-            min_chunk: usize_opt(&opts, "min_chunk", d.min_chunk)?,
-            max_chunk: usize_opt(&opts, "max_chunk", d.max_chunk)?,
-            max_spacing: usize_opt(&opts, "max_spacing", d.max_spacing)?,
-            max_stretch: match opts.get("max_stretch") {
-                None => d.max_stretch,
-                Some(v) => {
-                    float_of(v).ok_or_else(|| err("igpo_hints: `max_stretch` must be a number"))?
-                }
-            },
-        };
-        let seed = match opts.get("seed") {
-            None => 0,
-            Some(v) => v
-                .as_int()
-                .map_err(|_| err("igpo_hints: `seed` must be an integer"))?,
-        };
+        let o: HintOptions = options("igpo_hints", opts)?;
+        let (cfg, seed) = (o.to_config(), o.seed);
         etas.iter()
             .enumerate()
             .map(|(i, e)| {
@@ -131,10 +99,7 @@ mod hints_api {
     /// `t.reference(row)`).
     #[rhai_fn(return_raw)]
     pub fn reference_solution(t: &mut ScriptTask, row: Dynamic) -> RResult<Dynamic> {
-        let ex = match dynamic_to_json(&row) {
-            serde_json::Value::Object(fields) => Example::new(fields, Origin::memory(0)),
-            _ => return Err(err("reference_solution: expected a data row (a map)")),
-        };
+        let ex = crate::api::tasks::example_of(&row)?;
         Ok(t.0
             .reference_solution(&ex)
             .map_or(Dynamic::UNIT, Dynamic::from))

@@ -6,8 +6,8 @@ use std::path::Path;
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, Map};
 
-use super::convert::{err, script_err, RResult};
 use super::tensor::ScriptTensor;
+use crate::api::convert::{err, script_err, RResult};
 
 pub use workbench_core::fsio::write_atomic_with as write_atomic;
 
@@ -32,13 +32,14 @@ mod io_api {
             std::fs::read_to_string(path).map_err(|e| err(format!("cannot read {path}: {e}")))?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| err(format!("malformed JSON in {path}: {e}")))?;
-        Ok(crate::api::convert::json_to_dynamic(&v))
+        crate::api::convert::to_script(v)
     }
     /// Writes a Rhai value as pretty JSON, atomically (temp file + rename).
     #[rhai_fn(return_raw)]
     pub fn save_json(path: &str, value: Dynamic) -> RResult<()> {
-        let text = serde_json::to_string_pretty(&crate::api::convert::dynamic_to_json(&value))
-            .map_err(script_err)?;
+        let text =
+            serde_json::to_string_pretty(&crate::api::convert::to_json(&value, "save_json")?)
+                .map_err(script_err)?;
         write_atomic(Path::new(path), |tmp| Ok(std::fs::write(tmp, text + "\n")?))
             .map_err(script_err)
     }

@@ -3,12 +3,12 @@
 
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
-use workbench_core::train::losses::{self as wl, KlKind, Normalise, RatioLevel, Reduction};
+use workbench_core::train::losses::{self as wl, KlKind};
+use workbench_core::train::options::{AdvantageOptions, ClipOptions, EpsOptions, ReduceOptions};
 
-use super::convert::{check_keys, err, opt_bool, opt_f64, opt_str, script_err, RResult};
+use super::convert::{err, fail, options, script_err, RResult};
 use super::tensor::{from_nested, ScriptTensor};
 
-/// Reads an optional number option (integer or float) of a map, with a default.
 /// A tensor from a script value that is either a Tensor or a (nested) array of numbers.
 fn tensor_arg(v: &Dynamic, what: &str) -> RResult<candle_core::Tensor> {
     if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
@@ -27,18 +27,11 @@ fn non_negative(x: i64, what: &str) -> RResult<usize> {
     usize::try_from(x).map_err(|_| err(format!("{what} must be >= 0, found {x}")))
 }
 
-fn group_adv(rewards: &Dynamic, group: i64, opts: &Map) -> RResult<ScriptTensor> {
-    check_keys(opts, &["std", "eps"], "group_advantages")?;
+fn group_adv(rewards: &Dynamic, group: i64, opts: Map) -> RResult<ScriptTensor> {
+    let o: AdvantageOptions = options("group_advantages", opts)?;
     let r = tensor_arg(rewards, "group_advantages: rewards")?;
     let group = non_negative(group, "group_advantages: group")?;
-    let norm = if opt_bool(opts, "std", false)? {
-        Normalise::Std {
-            eps: opt_f64(opts, "eps", 1e-4, "group_advantages")?,
-        }
-    } else {
-        Normalise::None
-    };
-    wl::group_advantages(&r, group, norm)
+    wl::group_advantages(&r, group, o.to_normalise())
         .map(ScriptTensor::new)
         .map_err(script_err)
 }
@@ -48,56 +41,34 @@ fn clipped(
     old_logp: &ScriptTensor,
     adv: &ScriptTensor,
     mask: &ScriptTensor,
-    opts: &Map,
+    opts: Map,
 ) -> RResult<Map> {
-    check_keys(opts, &["eps_low", "eps_high", "level"], "clipped_loss")?;
-    let eps_low = opt_f64(opts, "eps_low", 0.2, "clipped_loss")?;
-    let eps_high = opt_f64(opts, "eps_high", 0.2, "clipped_loss")?;
-    let level = match opt_str(opts, "level", "token")?.as_str() {
-        "token" => RatioLevel::Token,
-        "sequence" | "seq" => RatioLevel::Sequence,
-        other => {
-            return Err(err(format!(
-                "clipped_loss: unknown level `{other}`; expected \"token\" or \"sequence\""
-            )))
-        }
-    };
+    let o: ClipOptions = options("clipped_loss", opts)?;
+    let level = o.to_level().map_err(fail("clipped_loss"))?;
     let out = wl::clipped_surrogate(
         &logp.t,
         &old_logp.t,
         &adv.t,
         &mask.t,
-        eps_low,
-        eps_high,
+        o.eps_low,
+        o.eps_high,
         level,
     )
     .map_err(script_err)?;
-    let mut m = Map::new();
-    m.insert("loss".into(), Dynamic::from(ScriptTensor::new(out.loss)));
-    m.insert("clip_fraction".into(), Dynamic::from(out.clip_fraction));
-    m.insert("ratio".into(), Dynamic::from(ScriptTensor::new(out.ratio)));
-    Ok(m)
+    Ok(Map::from_iter([
+        ("loss".into(), Dynamic::from(ScriptTensor::new(out.loss))),
+        ("clip_fraction".into(), Dynamic::from(out.clip_fraction)),
+        ("ratio".into(), Dynamic::from(ScriptTensor::new(out.ratio))),
+    ]))
 }
 
 fn reduce_with(
     loss: &ScriptTensor,
     mask: &ScriptTensor,
-    mode: &str,
-    constant: Option<f64>,
+    o: ReduceOptions,
 ) -> RResult<ScriptTensor> {
-    let reduction = match mode {
-        "token_mean" => Reduction::TokenMean,
-        "seq_mean" => Reduction::SeqMean,
-        "constant" => Reduction::Constant(constant.ok_or_else(|| {
-            err("reduce_loss: mode \"constant\" needs the option `constant` (e.g. the max completion length)")
-        })?),
-        other => {
-            return Err(err(format!(
-                "reduce_loss: unknown mode `{other}`; expected \"token_mean\", \"seq_mean\" or \"constant\""
-            )))
-        }
-    };
-    wl::reduce(&loss.t, &mask.t, reduction)
+    let r = o.to_reduction().map_err(fail("reduce_loss"))?;
+    wl::reduce(&loss.t, &mask.t, r)
         .map(ScriptTensor::new)
         .map_err(script_err)
 }
@@ -111,14 +82,14 @@ mod losses_api {
     /// Returns an f32 Tensor `[N]`.
     #[rhai_fn(name = "group_advantages", return_raw)]
     pub fn group_advantages2(rewards: Dynamic, group: i64) -> RResult<ScriptTensor> {
-        group_adv(&rewards, group, &Map::new())
+        group_adv(&rewards, group, Map::new())
     }
     /// Group-relative advantages with options: `#{std: true, eps: 1e-4}` divides by the group's
     /// unbiased sample std plus `eps` (GRPO papers, TRL); `std: false` (default) only centres
     /// (d1, CJ-GRPO, IGPO code).
     #[rhai_fn(name = "group_advantages", return_raw)]
     pub fn group_advantages3(rewards: Dynamic, group: i64, opts: Map) -> RResult<ScriptTensor> {
-        group_adv(&rewards, group, &opts)
+        group_adv(&rewards, group, opts)
     }
     /// MDPO per-step advantages of step rewards `[G, T]`:
     /// `A[k,t] = (r[k,t] − r[k,t−1]) + mean(r[k,t+1..])` with `r[k,−1] = 0`, last step `r[k,T−1]`,
@@ -130,10 +101,9 @@ mod losses_api {
     /// MDPO per-step advantages with options `#{eps}` (the std offset, default 1e-4).
     #[rhai_fn(name = "mdpo_advantages", return_raw)]
     pub fn mdpo_advantages2(rewards: Dynamic, opts: Map) -> RResult<ScriptTensor> {
-        check_keys(&opts, &["eps"], "mdpo_advantages")?;
+        let o: EpsOptions = options("mdpo_advantages", opts)?;
         let r = tensor_arg(&rewards, "mdpo_advantages: rewards")?;
-        let eps = opt_f64(&opts, "eps", 1e-4, "mdpo_advantages")?;
-        wl::mdpo_step_advantages(&r, eps)
+        wl::mdpo_step_advantages(&r, o.eps)
             .map(ScriptTensor::new)
             .map_err(script_err)
     }
@@ -158,7 +128,7 @@ mod losses_api {
         adv: ScriptTensor,
         mask: ScriptTensor,
     ) -> RResult<Map> {
-        clipped(&logp, &old_logp, &adv, &mask, &Map::new())
+        clipped(&logp, &old_logp, &adv, &mask, Map::new())
     }
     /// The clipped surrogate with options `#{eps_low: 0.2, eps_high: 0.2, level: "token"}`;
     /// `level: "sequence"` uses the GSPO ratio `exp(mean over the row's masked tokens of
@@ -171,7 +141,7 @@ mod losses_api {
         mask: ScriptTensor,
         opts: Map,
     ) -> RResult<Map> {
-        clipped(&logp, &old_logp, &adv, &mask, &opts)
+        clipped(&logp, &old_logp, &adv, &mask, opts)
     }
     /// Per-token KL estimate from `logp` and `ref_logp` (same shape), `kind` one of `"k1"`
     /// (`lp − ref`), `"k2"` (`½(ref − lp)²`) or `"k3"` (`exp(ref − lp) − (ref − lp) − 1`).
@@ -199,7 +169,14 @@ mod losses_api {
         mask: ScriptTensor,
         mode: &str,
     ) -> RResult<ScriptTensor> {
-        reduce_with(&loss, &mask, mode, None)
+        reduce_with(
+            &loss,
+            &mask,
+            ReduceOptions {
+                mode: mode.to_string(),
+                constant: None,
+            },
+        )
     }
     /// Reduces a per-token loss with options `#{mode: "token_mean" | "seq_mean" | "constant",
     /// constant: C}`; `"constant"` is `Σ loss·mask / (B·C)` (Dr.GRPO).
@@ -209,14 +186,7 @@ mod losses_api {
         mask: ScriptTensor,
         opts: Map,
     ) -> RResult<ScriptTensor> {
-        check_keys(&opts, &["mode", "constant"], "reduce_loss")?;
-        let mode = opt_str(&opts, "mode", "token_mean")?;
-        let constant = if opts.contains_key("constant") {
-            Some(opt_f64(&opts, "constant", 0.0, "reduce_loss")?)
-        } else {
-            None
-        };
-        reduce_with(&loss, &mask, &mode, constant)
+        reduce_with(&loss, &mask, options("reduce_loss", opts)?)
     }
     /// d1's completion mask for generated ids [B, L]: 1.0 up to and including each row's
     /// first `eos_id`, 0.0 after it (a row without EOS is all ones).

@@ -10,7 +10,9 @@ use workbench_core::device::{default_device, default_dtype, parse_device, parse_
 use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
 use workbench_core::tokenizer::{ChatMessage, ConfigIds, Tokenizer};
 
-use super::convert::{check_keys, err, json_to_dynamic, opt_bool, opt_str, script_err, RResult};
+use workbench_core::train::options::ModelOptions;
+
+use super::convert::{err, options, script_err, to_script, RResult};
 use super::tensor::{from_nested, ScriptTensor};
 
 /// A loaded model with its tokenizer (when the checkpoint has one).
@@ -69,21 +71,20 @@ fn load_tok(dir: &std::path::Path) -> RResult<Tokenizer> {
     Tokenizer::load(dir, &ids).map_err(script_err)
 }
 
-/// `device`, `dtype` and `trainable` from a model-options map (dtype defaults to the device's).
-fn load_options(opts: &Map, device_default: candle_core::Device) -> RResult<LoadOptions> {
-    let device = match opts.get("device") {
-        Some(_) => parse_device(&opt_str(opts, "device", "cpu")?).map_err(script_err)?,
+/// The core load options of a `ModelOptions` (dtype defaults to the device's).
+fn load_options(o: &ModelOptions, device_default: candle_core::Device) -> RResult<LoadOptions> {
+    let device = match &o.device {
+        Some(d) => parse_device(d).map_err(script_err)?,
         None => device_default,
     };
-    let dtype = match opts.get("dtype") {
-        Some(_) => parse_dtype(&opt_str(opts, "dtype", "f32")?, &device).map_err(script_err)?,
+    let dtype = match &o.dtype {
+        Some(d) => parse_dtype(d, &device).map_err(script_err)?,
         None => default_dtype(&device),
     };
-    let trainable = opt_bool(opts, "trainable", false)?;
     Ok(LoadOptions {
         device,
         dtype,
-        trainable,
+        trainable: o.trainable,
     })
 }
 
@@ -91,6 +92,28 @@ fn load_options(opts: &Map, device_default: candle_core::Device) -> RResult<Load
 fn register_vars(model: &Llada) {
     for (_, v) in model.vars() {
         crate::api::tensor::register_param(v.as_tensor());
+    }
+}
+
+/// `decode` options.
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct DecodeOptions {
+    skip_special: bool,
+}
+
+/// `chat` options.
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ChatOptions {
+    add_generation_prompt: bool,
+}
+
+impl Default for ChatOptions {
+    fn default() -> Self {
+        ChatOptions {
+            add_generation_prompt: true,
+        }
     }
 }
 
@@ -112,8 +135,13 @@ mod model_api {
     /// `trainable` (every weight becomes a parameter).
     #[rhai_fn(name = "load_model", return_raw)]
     pub fn load_model_opts(path: &str, opts: Map) -> RResult<ScriptModel> {
-        check_keys(&opts, &["device", "dtype", "trainable"], "load_model")?;
-        let load = load_options(&opts, default_device())?;
+        let o: ModelOptions = options("load_model", opts)?;
+        if o.seed.is_some() {
+            return Err(err(
+                "load_model: option `seed` is for new_model (random weights)",
+            ));
+        }
+        let load = load_options(&o, default_device())?;
         let dir = resolve_model_dir(path).map_err(script_err)?;
         let model = Llada::load(&dir, &load).map_err(script_err)?;
         register_vars(&model);
@@ -139,23 +167,10 @@ mod model_api {
     /// `trainable`. It has no tokenizer.
     #[rhai_fn(return_raw)]
     pub fn new_model(config: Map, opts: Map) -> RResult<ScriptModel> {
-        check_keys(
-            &opts,
-            &["seed", "device", "dtype", "trainable"],
-            "new_model",
-        )?;
-        let json = crate::api::convert::dynamic_to_json(&Dynamic::from_map(config));
-        let cfg: workbench_core::model::Config =
-            serde_json::from_value(json).map_err(|e| err(format!("new_model: bad config: {e}")))?;
-        let seed = match opts.get("seed") {
-            None => 0,
-            Some(v) => v
-                .as_int()
-                .map_err(|_| err("new_model: `seed` must be an integer"))?
-                as u64,
-        };
-        let load = load_options(&opts, candle_core::Device::Cpu)?;
-        let model = Llada::random(cfg, seed, &load).map_err(script_err)?;
+        let cfg: workbench_core::model::Config = options("new_model: config", config)?;
+        let o: ModelOptions = options("new_model", opts)?;
+        let load = load_options(&o, candle_core::Device::Cpu)?;
+        let model = Llada::random(cfg, o.seed.unwrap_or(0), &load).map_err(script_err)?;
         register_vars(&model);
         Ok(ScriptModel {
             model: Arc::new(model),
@@ -188,19 +203,20 @@ mod model_api {
     }
     /// The checkpoint's config.json fields as a map.
     #[rhai_fn(get = "config", pure, return_raw)]
-    pub fn config(m: &mut ScriptModel) -> RResult<Map> {
-        let v = serde_json::to_value(m.model.config()).map_err(script_err)?;
-        json_to_dynamic(&v)
-            .try_cast::<Map>()
-            .ok_or_else(|| err("config is not a map"))
+    pub fn config(m: &mut ScriptModel) -> RResult<Dynamic> {
+        to_script(m.model.config())
     }
     /// Id of the mask token.
     #[rhai_fn(get = "mask_id", pure, return_raw)]
     pub fn mask_id(m: &mut ScriptModel) -> RResult<i64> {
-        match (&m.tokenizer, m.model.config().mask_token_id) {
-            (Some(t), _) => Ok(i64::from(t.special().mask)),
-            (None, Some(id)) => Ok(i64::from(id)),
-            (None, None) => Err(err("the model has no mask_token_id and no tokenizer")),
+        match &m.tokenizer {
+            Some(t) => Ok(i64::from(t.special().mask)),
+            None => m
+                .model
+                .config()
+                .mask_id()
+                .map(i64::from)
+                .map_err(script_err),
         }
     }
     /// Id of the end-of-text token.
@@ -264,35 +280,22 @@ mod model_api {
     /// Text of `ids`; option `skip_special` drops special tokens.
     #[rhai_fn(name = "decode", return_raw)]
     pub fn decode_opts(t: &mut ScriptTokenizer, ids: Dynamic, opts: Map) -> RResult<String> {
-        check_keys(&opts, &["skip_special"], "decode")?;
-        t.0.decode(&ids_list(&ids)?, opt_bool(&opts, "skip_special", false)?)
+        let o: DecodeOptions = options("decode", opts)?;
+        t.0.decode(&ids_list(&ids)?, o.skip_special)
             .map_err(script_err)
     }
     /// Renders `messages` (array of `#{role, content}`) with the chat template;
     /// option `add_generation_prompt` (default true).
     #[rhai_fn(name = "chat", return_raw)]
     pub fn chat_opts(t: &mut ScriptTokenizer, messages: Array, opts: Map) -> RResult<String> {
-        check_keys(&opts, &["add_generation_prompt"], "chat")?;
-        let msgs = messages
-            .iter()
-            .map(|m| {
-                let map = m
-                    .clone()
-                    .try_cast::<Map>()
-                    .ok_or_else(|| err("chat: each message must be a map #{role, content}"))?;
-                let get = |k: &str| -> RResult<String> {
-                    map.get(k)
-                        .and_then(|v| v.clone().into_string().ok())
-                        .ok_or_else(|| err(format!("chat: message without a string `{k}`")))
-                };
-                Ok(ChatMessage {
-                    role: get("role")?,
-                    content: get("content")?,
-                })
-            })
-            .collect::<RResult<Vec<_>>>()?;
-        t.0.chat(&msgs, opt_bool(&opts, "add_generation_prompt", true)?)
-            .map_err(script_err)
+        let o: ChatOptions = options("chat", opts)?;
+        let msgs: Vec<ChatMessage> = rhai::serde::from_dynamic(&Dynamic::from_array(messages))
+            .map_err(|e| {
+                err(format!(
+                    "chat: each message must be a map #{{role, content}}: {e}"
+                ))
+            })?;
+        t.0.chat(&msgs, o.add_generation_prompt).map_err(script_err)
     }
     /// Renders `messages` with the chat template and a generation prompt.
     #[rhai_fn(name = "chat", return_raw)]

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use candle_core::{DType, Var};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
-use workbench_core::train::optim::{AdamW, AdamWConfig, OnNonFinite, Schedule, StepInfo};
+use workbench_core::train::optim::{AdamW, StepInfo};
+use workbench_core::train::options::AdamWOptions;
 
-use super::convert::{check_keys, err, opt_str, script_err, RResult};
+use super::convert::{err, fail, options, script_err, RResult};
 use super::model::ScriptModel;
 use super::tensor::{ScriptGrads, ScriptTensor};
 
@@ -25,98 +26,9 @@ impl ScriptOptimizer {
     }
 }
 
-const OPTS: &[&str] = &[
-    "lr",
-    "betas",
-    "eps",
-    "weight_decay",
-    "max_grad_norm",
-    "schedule",
-    "warmup",
-    "total_steps",
-    "min_lr_ratio",
-    "on_nonfinite",
-];
-
-fn num(v: &Dynamic, key: &str) -> RResult<f64> {
-    if let Ok(f) = v.as_float() {
-        Ok(f)
-    } else if let Ok(i) = v.as_int() {
-        Ok(i as f64)
-    } else {
-        Err(err(format!(
-            "option `{key}` must be a number, found {}",
-            v.type_name()
-        )))
-    }
-}
-
-fn opt_num(opts: &Map, key: &str) -> RResult<Option<f64>> {
-    match opts.get(key) {
-        None => Ok(None),
-        Some(v) if v.is_unit() => Ok(None),
-        Some(v) => num(v, key).map(Some),
-    }
-}
-
-fn opt_count(opts: &Map, key: &str) -> RResult<Option<u64>> {
-    match opts.get(key) {
-        None => Ok(None),
-        Some(v) if v.is_unit() => Ok(None),
-        Some(v) => v
-            .as_int()
-            .ok()
-            .and_then(|i| u64::try_from(i).ok())
-            .map(Some)
-            .ok_or_else(|| {
-                err(format!(
-                    "option `{key}` must be a non-negative integer, found {v}"
-                ))
-            }),
-    }
-}
-
-fn parse_opts(opts: &Map) -> RResult<(AdamWConfig, Schedule)> {
-    check_keys(opts, OPTS, "adamw()")?;
-    let mut c = AdamWConfig::default();
-    if let Some(x) = opt_num(opts, "lr")? {
-        c.lr = x;
-    }
-    if let Some(b) = opts.get("betas") {
-        let a = b
-            .clone()
-            .try_cast::<Array>()
-            .filter(|a| a.len() == 2)
-            .ok_or_else(|| {
-                err(format!(
-                    "option `betas` must be an array of two numbers [beta1, beta2], found {b}"
-                ))
-            })?;
-        c.beta1 = num(&a[0], "betas")?;
-        c.beta2 = num(&a[1], "betas")?;
-    }
-    if let Some(x) = opt_num(opts, "eps")? {
-        c.eps = x;
-    }
-    if let Some(x) = opt_num(opts, "weight_decay")? {
-        c.weight_decay = x;
-    }
-    c.max_grad_norm = opt_num(opts, "max_grad_norm")?;
-    c.on_nonfinite =
-        OnNonFinite::parse(&opt_str(opts, "on_nonfinite", "error")?).map_err(script_err)?;
-    c.validate().map_err(script_err)?;
-    let schedule = Schedule::parse(
-        &opt_str(opts, "schedule", "constant")?,
-        opt_count(opts, "warmup")?,
-        opt_count(opts, "total_steps")?,
-        opt_num(opts, "min_lr_ratio")?,
-    )
-    .map_err(script_err)?;
-    Ok((c, schedule))
-}
-
 fn build(vars: Vec<(String, Var)>, opts: &Map) -> RResult<ScriptOptimizer> {
-    let (config, schedule) = parse_opts(opts)?;
+    let o: AdamWOptions = options("adamw", opts.clone())?;
+    let (config, schedule) = o.to_config().map_err(fail("adamw"))?;
     let opt = AdamW::new(vars, config, schedule).map_err(script_err)?;
     Ok(ScriptOptimizer(Arc::new(Mutex::new(opt))))
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
 
-use super::convert::{check_keys, err, script_err, RResult};
+use workbench_core::train::options::PlotOptions;
+
+use super::convert::{err, options, script_err, RResult};
 use crate::plot::{render, PlotSpec};
 
 fn strings(a: Array, what: &str) -> RResult<Vec<String>> {
@@ -47,24 +49,11 @@ mod plot_api {
     /// faint raw curve).
     #[rhai_fn(name = "plot", return_raw)]
     pub fn plot_with(log: Dynamic, metrics: Array, out: &str, opts: Map) -> RResult<()> {
-        check_keys(&opts, &["title", "smooth"], "plot")?;
-        let title = match opts.get("title") {
-            None => None,
-            Some(v) => Some(
-                v.clone()
-                    .into_string()
-                    .map_err(|t| err(format!("plot: `title` must be a string, found {t}")))?,
-            ),
-        };
-        let smooth = match opts.get("smooth") {
-            None => 1,
-            Some(v) => v
-                .as_int()
-                .ok()
-                .filter(|&n| n >= 1)
-                .ok_or_else(|| err("plot: `smooth` must be an integer ≥ 1"))?
-                as usize,
-        };
+        let o: PlotOptions = options("plot", opts)?;
+        if o.smooth == 0 {
+            return Err(err("plot: `smooth` must be an integer ≥ 1"));
+        }
+        let (title, smooth) = (o.title, o.smooth);
         render(&PlotSpec {
             inputs: logs_of(log)?,
             metrics: strings(metrics, "metric names")?,

@@ -13,7 +13,9 @@ use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
 use workbench_core::train::runlog::{metric, read_log, RunLog};
 
-use super::convert::{check_keys, dynamic_to_json, err, json_to_dynamic, script_err, RResult};
+use workbench_core::train::options::RunLogOptions;
+
+use super::convert::{err, options, script_err, to_json, to_script, RResult};
 use super::tensor::ScriptTensor;
 
 /// The writer and its progress bar.
@@ -49,7 +51,7 @@ fn value_to_json(key: &str, v: &Dynamic) -> RResult<Value> {
                 .map_err(script_err)?;
         return Ok(metric(x));
     }
-    Ok(dynamic_to_json(v))
+    to_json(v, &format!("log(): `{key}`"))
 }
 
 /// Formats a metric for the bar: 4 significant digits, scientific when very small or large.
@@ -111,53 +113,9 @@ fn make_bar(total: Option<u64>, start: u64) -> RResult<ProgressBar> {
 }
 
 fn open(path: &str, opts: &Map) -> RResult<ScriptRunLog> {
-    check_keys(opts, &["total", "show", "resume_step"], "run_log")?;
-    let total = match opts.get("total") {
-        None => None,
-        Some(v) if v.is_unit() => None,
-        Some(v) => Some(
-            v.as_int()
-                .ok()
-                .and_then(|n| u64::try_from(n).ok())
-                .ok_or_else(|| {
-                    err(format!(
-                        "run_log: `total` must be a non-negative integer, found {v}"
-                    ))
-                })?,
-        ),
-    };
-    let show = match opts.get("show") {
-        None => Vec::new(),
-        Some(v) => {
-            let arr = v.clone().try_cast::<Array>().ok_or_else(|| {
-                err(format!(
-                    "run_log: `show` must be an array of metric names, found {}",
-                    v.type_name()
-                ))
-            })?;
-            arr.iter()
-                .map(|s| {
-                    s.clone().into_string().map_err(|_| {
-                        err(format!(
-                            "run_log: `show` entries must be strings, found {s}"
-                        ))
-                    })
-                })
-                .collect::<RResult<Vec<_>>>()?
-        }
-    };
-    let resume = match opts.get("resume_step") {
-        None => None,
-        Some(v) if v.is_unit() => None,
-        Some(v) => {
-            let s = v.as_int().map_err(|_| {
-                err(format!(
-                    "run_log: `resume_step` must be an integer, found {v}"
-                ))
-            })?;
-            (s >= 0).then_some(s)
-        }
-    };
+    let o: RunLogOptions = options("run_log", opts.clone())?;
+    let (total, show) = (o.total, o.show);
+    let resume = o.resume_step.filter(|&s| s >= 0);
     let mut log = match resume {
         Some(s) => RunLog::resume(path, s),
         None => RunLog::create(path),
@@ -257,11 +215,10 @@ mod runlog_api {
         for w in &got.warnings {
             eprintln!("warning: {w}");
         }
-        Ok(got
-            .records
+        got.records
             .into_iter()
-            .map(|r| json_to_dynamic(&Value::Object(r)))
-            .collect())
+            .map(|r| to_script(Value::Object(r)))
+            .collect()
     }
 }
 

@@ -1,54 +1,28 @@
-//! `generate`: the sampler engine from scripts, with optional Rhai hooks for the per-step
-//! schedule and scores, and the recorded `Trajectory`.
+//! `generate` and its result, the `Rollout` noun: one call into the core's
+//! `sampler::generate_rollout`, with optional Rhai hooks for the per-step schedule and scores.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::Tensor;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};
-use workbench_core::sampler::{self, Canvas, SamplerConfig, SamplerHooks, Trajectory};
-use workbench_core::tokenizer::ChatMessage;
+use workbench_core::sampler::{
+    generate_rollout, GenerateRequest, PromptInput, Rollout, SamplerConfig, SamplerHooks,
+    Trajectory,
+};
 
-use super::convert::{dynamic_to_json, err, script_err, RResult};
-use super::model::ScriptModel;
+use super::convert::{err, fail, options2, script_err, take, RResult};
+use super::model::{ids_tensor, ScriptModel};
 use super::tensor::ScriptTensor;
 
-/// The result of `generate`.
+/// A batch of generated completions: prompts, completions, attention mask, group layout and
+/// the optional trajectory (see `generate`).
 #[derive(Clone)]
-pub struct Generation {
-    /// Per row, unpadded prompt ++ generation.
-    pub ids: Vec<Vec<u32>>,
-    /// Per row, the generation region.
-    pub completions: Vec<Vec<u32>>,
-    /// Per row, the decoded completion (special tokens dropped), when a tokenizer is known.
-    pub texts: Vec<String>,
-    /// Forward passes taken.
-    pub nfe: usize,
-    /// The trajectory, when `record` was set.
-    pub trajectory: Option<Arc<Trajectory>>,
-    /// Length of the padded prompt part of trajectory states.
-    pub prompt_len: usize,
-    /// Per row, the final canvas: left padding ++ prompt ++ generation.
-    pub canvas: Vec<Vec<u32>>,
-    /// Per row, 1 for real tokens and 0 for left padding (same shape as `canvas`).
-    pub attention: Vec<Vec<u8>>,
-}
+pub struct ScriptRollout(pub Arc<Rollout>);
 
 /// A recorded trajectory (per step: input state, commits, prediction x̂0, confidences).
 #[derive(Clone)]
 pub struct ScriptTrajectory(pub Arc<Trajectory>, pub usize);
-
-/// Keys of the `generate` options that are not sampler-config fields.
-const EXTRA_KEYS: &[&str] = &[
-    "chat",
-    "prefill",
-    "repeat",
-    "hints",
-    "row_seeds",
-    "schedule_fn",
-    "score_fn",
-];
 
 /// Rhai functions as sampler hooks; they are called with whole-batch values once per step.
 struct ScriptHooks<'a, 'b> {
@@ -113,73 +87,17 @@ impl SamplerHooks for ScriptHooks<'_, '_> {
     }
 }
 
-fn prompt_ids(model: &ScriptModel, p: &Dynamic, chat: bool, prefill: &str) -> RResult<Vec<u32>> {
+fn prompt_input(p: &Dynamic) -> RResult<PromptInput> {
     if p.is_string() {
-        let text = p.clone().into_string().unwrap_or_default();
-        let tok = model.tokenizer.as_ref().ok_or_else(|| {
-            err("generate: text prompts need a model with a tokenizer; pass token ids instead")
-        })?;
-        let rendered = if chat {
-            tok.chat(
-                &[ChatMessage {
-                    role: "user".into(),
-                    content: text,
-                }],
-                true,
-            )
-            .map_err(script_err)?
-        } else {
-            text
-        };
-        return tok.encode(&(rendered + prefill)).map_err(script_err);
+        return Ok(PromptInput::Text(
+            p.clone().into_string().unwrap_or_default(),
+        ));
     }
-    let arr = p.clone().try_cast::<Array>().ok_or_else(|| {
-        err(format!(
-            "generate: a prompt must be a string or an array of token ids, found {}",
-            p.type_name()
-        ))
-    })?;
-    arr.iter()
-        .map(|v| {
-            v.as_int()
-                .ok()
-                .and_then(|i| u32::try_from(i).ok())
-                .ok_or_else(|| err(format!("generate: bad token id {v}")))
+    super::convert::to_json(p, "generate: a prompt (a string or an array of token ids)")
+        .and_then(|v| {
+            serde_json::from_value(v).map_err(|e| err(format!("generate: bad prompt ids: {e}")))
         })
-        .collect()
-}
-
-fn hints_of(v: &Dynamic, rows: usize) -> RResult<Vec<HashMap<usize, u32>>> {
-    let arr = v
-        .clone()
-        .try_cast::<Array>()
-        .ok_or_else(|| err("generate: `hints` must be an array (one map per row)"))?;
-    if arr.len() != rows {
-        return Err(err(format!(
-            "generate: {} hint maps for {rows} rows",
-            arr.len()
-        )));
-    }
-    arr.iter()
-        .map(|m| {
-            let m = m.clone().try_cast::<Map>().ok_or_else(|| {
-                err("generate: each hints entry must be a map #{ \"offset\": token }")
-            })?;
-            m.iter()
-                .map(|(k, t)| {
-                    let off = k
-                        .parse::<usize>()
-                        .map_err(|_| err(format!("generate: hint key `{k}` is not an offset")))?;
-                    let tok = t
-                        .as_int()
-                        .ok()
-                        .and_then(|i| u32::try_from(i).ok())
-                        .ok_or_else(|| err(format!("generate: hint token {t} is not an id")))?;
-                    Ok((off, tok))
-                })
-                .collect()
-        })
-        .collect()
+        .map(PromptInput::Ids)
 }
 
 fn ids_array(rows: &[Vec<u32>]) -> Array {
@@ -188,198 +106,185 @@ fn ids_array(rows: &[Vec<u32>]) -> Array {
         .collect()
 }
 
+fn tensor(t: anyhow::Result<Tensor>) -> RResult<ScriptTensor> {
+    t.map(ScriptTensor::new).map_err(script_err)
+}
+
+/// Row ids of a rollout from an array of integers.
+fn rows_of(rows: &Array) -> RResult<Vec<usize>> {
+    super::convert::usize_list(rows, "select: rows")
+}
+
 #[export_module]
 mod sampler_api {
     use super::*;
 
-    /// Generates completions for `prompts` (strings, or arrays of token ids) with the sampler
-    /// configured by `cfg`: any sampler field (`gen_length`, `steps`, `block_length`,
+    /// Generates completions for `prompts` (strings, or arrays of token ids) and returns a
+    /// `Rollout`. Options: every sampler field (`gen_length`, `steps`, `block_length`,
     /// `block_num`, `temperature`, `remasking`, `schedule`, `cfg_scale`, `logits_eos_inf`,
-    /// `confidence_eos_eot_inf`, `rcr`, `eoser: #{gamma_min, gamma_max}`, `threshold`,
-    /// `cache`, `eos_early_exit`, `record`, `seed`) plus: `chat` (apply the chat template to
-    /// string prompts), `prefill` (text appended after it, e.g. `"<reasoning>"`), `repeat`
-    /// (G copies of each prompt, a GRPO group, each with its own seed), `hints` (one map
+    /// `confidence_eos_eot_inf`, `eot_id`, `rcr`, `eoser: #{gamma_min, gamma_max}`,
+    /// `threshold`, `cache`, `eos_early_exit`, `record`, `seed`), plus `chat` (apply the chat
+    /// template to string prompts), `prefill` (text appended after it, e.g. `"<reasoning>"`),
+    /// `repeat` (G copies of each prompt, a GRPO group, each with its own seed), `hints` (one map
     /// offset → token per row, IGPO inpainting), `row_seeds`, and the hooks
     /// `schedule_fn: |step, remaining| counts` and `score_fn: |step, confidence, candidates| scores`.
+    /// An unknown option or a value of the wrong type is an error naming it.
     #[rhai_fn(return_raw)]
     pub fn generate(
         ctx: NativeCallContext,
         model: &mut ScriptModel,
         prompts: Array,
         cfg: Map,
-    ) -> RResult<Generation> {
-        let chat = cfg
-            .get("chat")
-            .map(|v| v.as_bool().unwrap_or(false))
-            .unwrap_or(false);
-        let prefill = cfg
-            .get("prefill")
-            .and_then(|v| v.clone().into_string().ok())
-            .unwrap_or_default();
-        let repeat = match cfg.get("repeat") {
-            None => 1,
-            Some(v) => v
-                .as_int()
-                .ok()
-                .and_then(|i| usize::try_from(i).ok())
-                .filter(|&g| g > 0)
-                .ok_or_else(|| err("generate: `repeat` must be a positive integer"))?,
-        };
-        let mut sampler_map = Map::new();
-        for (k, v) in &cfg {
-            if !EXTRA_KEYS.contains(&k.as_str()) {
-                sampler_map.insert(k.clone(), v.clone());
-            }
-        }
-        if !sampler_map.contains_key("eot_id") {
-            if let Some(eot) = model.tokenizer.as_ref().and_then(|t| t.special().eot) {
-                sampler_map.insert("eot_id".into(), Dynamic::from(i64::from(eot)));
-            }
-        }
-        let json = dynamic_to_json(&Dynamic::from_map(sampler_map));
-        let scfg = SamplerConfig::from_json(&json.to_string())
-            .map_err(|e| err(format!("generate: {e:#}")))?;
-        if prompts.is_empty() {
-            return Err(err("generate: no prompts"));
-        }
-        let ids: Vec<Vec<u32>> = prompts
-            .iter()
-            .map(|p| prompt_ids(model, p, chat, &prefill))
-            .collect::<RResult<_>>()?;
-        let mcfg = model.model.config();
-        let mask = mcfg
-            .mask_token_id
-            .ok_or_else(|| err("generate: the model config has no mask_token_id"))?;
-        let pad = mcfg
-            .pad_token_id
-            .or(mcfg.eos_token_id)
-            .ok_or_else(|| err("generate: the model config has no pad/eos id"))?;
-        let mut canvas = Canvas::new(&ids, scfg.gen_length, pad, mask).map_err(script_err)?;
-        if repeat > 1 {
-            canvas = canvas.repeat(repeat);
-        }
-        let rows = canvas.batch_size();
-        if let Some(h) = cfg.get("hints") {
-            canvas = canvas.with_hints(&hints_of(h, rows)?).map_err(script_err)?;
-        }
-        if let Some(s) = cfg.get("row_seeds") {
-            let arr = s
-                .clone()
-                .try_cast::<Array>()
-                .ok_or_else(|| err("generate: `row_seeds` must be an array"))?;
-            let seeds = arr
-                .iter()
-                .map(|v| {
-                    v.as_int()
-                        .map(|i| i as u64)
-                        .map_err(|_| err("generate: row seeds must be integers"))
-                })
-                .collect::<RResult<Vec<_>>>()?;
-            canvas = canvas.with_row_seeds(seeds).map_err(script_err)?;
-        }
-        let fnptr = |k: &str| -> RResult<Option<FnPtr>> {
-            match cfg.get(k) {
-                None => Ok(None),
-                Some(v) => v.clone().try_cast::<FnPtr>().map(Some).ok_or_else(|| {
-                    err(format!(
-                        "generate: `{k}` must be a function (closure or Fn(\"name\"))"
-                    ))
-                }),
-            }
-        };
+    ) -> RResult<ScriptRollout> {
+        let mut cfg = cfg;
         let mut hooks = ScriptHooks {
             ctx: &ctx,
-            schedule: fnptr("schedule_fn")?,
-            score: fnptr("score_fn")?,
+            schedule: take::<FnPtr>(&mut cfg, "schedule_fn", "generate")?,
+            score: take::<FnPtr>(&mut cfg, "score_fn", "generate")?,
         };
+        let (req, scfg): (GenerateRequest, SamplerConfig) =
+            options2("generate", cfg, GenerateRequest::KEYS)?;
+        let prompts = prompts
+            .iter()
+            .map(prompt_input)
+            .collect::<RResult<Vec<_>>>()?;
         let use_hooks = hooks.schedule.is_some() || hooks.score.is_some();
-        let attention = canvas.attention().to_vec();
-        let out = sampler::generate_canvas(
+        let hooks: Option<&mut dyn SamplerHooks> = if use_hooks { Some(&mut hooks) } else { None };
+        generate_rollout(
             &model.model,
-            canvas,
+            model.tokenizer.as_deref(),
+            &prompts,
             &scfg,
-            if use_hooks { Some(&mut hooks) } else { None },
+            &req,
+            hooks,
         )
-        .map_err(|e| err(format!("generate: {e:#}")))?;
-        let texts = match &model.tokenizer {
-            Some(t) => out
-                .completions
-                .iter()
-                .map(|c| t.decode(c, true))
-                .collect::<anyhow::Result<Vec<_>>>()
-                .map_err(script_err)?,
-            None => Vec::new(),
-        };
-        Ok(Generation {
-            ids: out.ids,
-            completions: out.completions,
-            texts,
-            nfe: out.nfe,
-            trajectory: out.trajectory.map(Arc::new),
-            prompt_len: out.prompt_len,
-            canvas: out.canvas,
-            attention,
-        })
+        .map(|r| ScriptRollout(Arc::new(r)))
+        .map_err(fail("generate"))
     }
-    /// Per row, the unpadded prompt ++ generation (arrays of ids).
+    /// The left-padded prompts [B, P] (u32).
+    #[rhai_fn(get = "prompt", return_raw)]
+    pub fn prompt(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
+        tensor(r.0.prompt_tensor())
+    }
+    /// The left-padded prompts [B, P] (u32); same as `prompt`.
+    #[rhai_fn(get = "prompt_ids", return_raw)]
+    pub fn prompt_ids(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
+        tensor(r.0.prompt_tensor())
+    }
+    /// The generated regions [B, L] (u32).
+    #[rhai_fn(get = "completion", return_raw)]
+    pub fn completion(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
+        tensor(r.0.completion_tensor())
+    }
+    /// The generated regions [B, L] (u32); same as `completion`.
+    #[rhai_fn(get = "completion_ids", return_raw)]
+    pub fn completion_ids(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
+        tensor(r.0.completion_tensor())
+    }
+    /// Key-padding mask [B, P + L] (u32: 1 real, 0 left padding).
+    #[rhai_fn(get = "attention", return_raw)]
+    pub fn attention(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
+        tensor(r.0.attention_tensor())
+    }
+    /// Key-padding mask [B, P + L]; same as `attention`.
+    #[rhai_fn(get = "attention_mask", return_raw)]
+    pub fn attention_mask(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
+        tensor(r.0.attention_tensor())
+    }
+    /// The canvas [B, P + L] (u32): left padding ++ prompt ++ completion.
+    #[rhai_fn(get = "canvas", return_raw)]
+    pub fn canvas(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
+        let rows = r.0.canvas();
+        let w = rows.first().map_or(0, Vec::len);
+        let flat: Vec<u32> = rows.into_iter().flatten().collect();
+        tensor(
+            Tensor::from_vec(flat, (r.0.batch_size(), w), &candle_core::Device::Cpu)
+                .map_err(Into::into),
+        )
+    }
+    /// Per row, the unpadded prompt ++ completion (arrays of ids).
     #[rhai_fn(get = "ids", pure)]
-    pub fn ids(g: &mut Generation) -> Array {
-        ids_array(&g.ids)
+    pub fn ids(r: &mut ScriptRollout) -> Array {
+        ids_array(&r.0.unpadded())
     }
-    /// Per row, the generated region (arrays of ids).
+    /// Per row, the completion (arrays of ids).
     #[rhai_fn(get = "completions", pure)]
-    pub fn completions(g: &mut Generation) -> Array {
-        ids_array(&g.completions)
+    pub fn completions(r: &mut ScriptRollout) -> Array {
+        ids_array(&r.0.completion)
     }
     /// Per row, the decoded completion without special tokens (empty without a tokenizer).
     #[rhai_fn(get = "texts", pure)]
-    pub fn texts(g: &mut Generation) -> Array {
-        g.texts.iter().map(|t| Dynamic::from(t.clone())).collect()
+    pub fn texts(r: &mut ScriptRollout) -> Array {
+        r.0.texts.iter().map(|t| Dynamic::from(t.clone())).collect()
     }
-    /// The final canvas [B, P + L] (u32): left padding ++ prompt ++ generation, as the
-    /// estimators take it.
-    #[rhai_fn(get = "canvas", return_raw)]
-    pub fn gen_canvas(g: &mut Generation) -> RResult<ScriptTensor> {
-        rows_tensor(&g.canvas, 0, None)
+    /// Length P of the padded prompts.
+    #[rhai_fn(get = "prompt_len", pure)]
+    pub fn prompt_len(r: &mut ScriptRollout) -> i64 {
+        r.0.prompt_len() as i64
     }
-    /// The left-padded prompts [B, P] (u32), P = `prompt_len`.
-    #[rhai_fn(get = "prompt_ids", return_raw)]
-    pub fn gen_prompt_ids(g: &mut Generation) -> RResult<ScriptTensor> {
-        rows_tensor(&g.canvas, 0, Some(g.prompt_len))
+    /// Number of rows (completions).
+    #[rhai_fn(get = "batch_size", pure)]
+    pub fn batch_size(r: &mut ScriptRollout) -> i64 {
+        r.0.batch_size() as i64
     }
-    /// The generated regions [B, L] (u32).
-    #[rhai_fn(get = "completion_ids", return_raw)]
-    pub fn completion_ids(g: &mut Generation) -> RResult<ScriptTensor> {
-        rows_tensor(&g.canvas, g.prompt_len, None)
+    /// Consecutive rows per prompt (`repeat`; 1 after a selection that breaks groups).
+    #[rhai_fn(get = "group", pure)]
+    pub fn group(r: &mut ScriptRollout) -> i64 {
+        r.0.group as i64
     }
-    /// Key-padding mask [B, P + L] (u32: 1 real, 0 left padding) for the estimators'
-    /// `attention_mask` option.
-    #[rhai_fn(get = "attention_mask", return_raw)]
-    pub fn attention_mask(g: &mut Generation) -> RResult<ScriptTensor> {
-        let rows: Vec<Vec<u32>> = g
-            .attention
+    /// Per row, the index of the prompt (data row) it answers.
+    #[rhai_fn(get = "prompt_index", pure)]
+    pub fn prompt_index(r: &mut ScriptRollout) -> Array {
+        r.0.prompt_index
             .iter()
-            .map(|r| r.iter().map(|&x| u32::from(x)).collect())
-            .collect();
-        rows_tensor(&rows, 0, None)
-    }
-    /// Length P of the padded prompt part of the canvas.
-    #[rhai_fn(get = "prompt_len")]
-    pub fn gen_prompt_len(g: &mut Generation) -> i64 {
-        g.prompt_len as i64
+            .map(|&i| Dynamic::from(i as i64))
+            .collect()
     }
     /// Number of forward passes the generation took.
     #[rhai_fn(get = "nfe", pure)]
-    pub fn nfe(g: &mut Generation) -> i64 {
-        g.nfe as i64
+    pub fn nfe(r: &mut ScriptRollout) -> i64 {
+        r.0.nfe as i64
     }
     /// The recorded trajectory (`record: true`), or () when none was recorded.
     #[rhai_fn(get = "trajectory", pure)]
-    pub fn trajectory(g: &mut Generation) -> Dynamic {
-        match &g.trajectory {
-            Some(t) => Dynamic::from(ScriptTrajectory(t.clone(), g.prompt_len)),
+    pub fn trajectory(r: &mut ScriptRollout) -> Dynamic {
+        match &r.0.trajectory {
+            Some(t) => Dynamic::from(ScriptTrajectory(t.clone(), r.0.prompt_len())),
             None => Dynamic::UNIT,
         }
+    }
+    /// The rollout of rows `rows` only (an array of row indices, in that order): prompts,
+    /// completions, texts, prompt indices and the trajectory are all selected.
+    #[rhai_fn(return_raw)]
+    pub fn select(r: &mut ScriptRollout, rows: Array) -> RResult<ScriptRollout> {
+        r.0.select(&rows_of(&rows)?)
+            .map(|x| ScriptRollout(Arc::new(x)))
+            .map_err(script_err)
+    }
+    /// The same prompts with other completions `ids` ([B, L], a Tensor or arrays of ids): the
+    /// texts are dropped and so is the trajectory.
+    #[rhai_fn(name = "with_completion", return_raw)]
+    pub fn with_completion(r: &mut ScriptRollout, ids: Dynamic) -> RResult<ScriptRollout> {
+        with_completion_texts(r, ids, Array::new())
+    }
+    /// `with_completion` with the completions' texts (one string per row).
+    #[rhai_fn(name = "with_completion", return_raw)]
+    pub fn with_completion_texts(
+        r: &mut ScriptRollout,
+        ids: Dynamic,
+        texts: Array,
+    ) -> RResult<ScriptRollout> {
+        let rows: Vec<Vec<u32>> = ids_tensor(&ids, "with_completion: ids")?
+            .to_dtype(candle_core::DType::U32)
+            .and_then(|t| t.to_vec2())
+            .map_err(script_err)?;
+        let texts = texts
+            .into_iter()
+            .map(|t| t.into_string().map_err(err))
+            .collect::<RResult<_>>()?;
+        r.0.with_completion(rows, texts)
+            .map(|x| ScriptRollout(Arc::new(x)))
+            .map_err(script_err)
     }
     /// Number of recorded steps.
     #[rhai_fn(get = "num_steps", pure)]
@@ -388,7 +293,7 @@ mod sampler_api {
     }
     /// Length of the (padded) prompt part of every state.
     #[rhai_fn(get = "prompt_len", pure)]
-    pub fn prompt_len(t: &mut ScriptTrajectory) -> i64 {
+    pub fn traj_prompt_len(t: &mut ScriptTrajectory) -> i64 {
         t.1 as i64
     }
     /// Input state x_s [B, L] (u32) of step `s`; `s == num_steps` gives the final canvas.
@@ -421,22 +326,9 @@ mod sampler_api {
     }
 }
 
-/// Columns `[start, start + len)` (`len` None: to the end) of equal-length rows as a u32 tensor.
-fn rows_tensor(rows: &[Vec<u32>], start: usize, len: Option<usize>) -> RResult<ScriptTensor> {
-    let width = rows.first().map_or(0, Vec::len);
-    let len = len.unwrap_or(width.saturating_sub(start));
-    let flat: Vec<u32> = rows
-        .iter()
-        .flat_map(|r| r[start..start + len].iter().copied())
-        .collect();
-    candle_core::Tensor::from_vec(flat, (rows.len(), len), &candle_core::Device::Cpu)
-        .map(ScriptTensor::new)
-        .map_err(script_err)
-}
-
-/// Registers `generate`, `Generation` and `Trajectory`.
+/// Registers `generate`, `Rollout` and `Trajectory`.
 pub fn register(engine: &mut Engine) {
-    engine.register_type_with_name::<Generation>("Generation");
+    engine.register_type_with_name::<ScriptRollout>("Rollout");
     engine.register_type_with_name::<ScriptTrajectory>("Trajectory");
     engine.register_global_module(exported_module!(sampler_api).into());
 }

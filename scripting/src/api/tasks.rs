@@ -1,23 +1,28 @@
-//! Tasks, rewards, datasets and generators: `task(name)`, `t.prompt`, `t.reward`,
-//! `t.evaluate`, `load_data`, `sudoku_puzzles`, `countdown_problems`.
+//! Tasks, rewards, datasets and generators: `task(name)`, `t.prompts`, `t.judge(rollout, rows)`,
+//! `t.evaluate`, `t.splits`, `load_data`, `sudoku_puzzles`, `countdown_problems`. Text and toy
+//! tasks answer the same calls (the core decodes toy completions with the task's vocabulary).
 
 use std::sync::Arc;
 
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::data::{Example, Origin};
+use workbench_core::sampler::{PromptInput, SamplerConfig};
+use workbench_core::tasks::countdown::CountdownOptions;
+use workbench_core::tasks::judge::{self, EvalRequest};
 use workbench_core::tasks::{task_by_name, PromptStyle, Task};
 
-use super::convert::{
-    check_keys, dynamic_to_json, err, json_to_dynamic, opt_f64, script_err, RResult,
-};
+use super::convert::{err, fail, options, options2, script_err, to_json, to_script, RResult};
+use super::model::ScriptModel;
+use super::sampler::ScriptRollout;
 
-/// A task (prompts, answer extraction, rewards).
+/// A task (prompts, answer extraction, rewards, data splits).
 #[derive(Clone)]
 pub struct ScriptTask(pub Arc<dyn Task>);
 
+/// A data row (a map) as a core example.
 pub(crate) fn example_of(row: &Dynamic) -> RResult<Example> {
-    match dynamic_to_json(row) {
+    match to_json(row, "a data row")? {
         serde_json::Value::Object(fields) => Ok(Example::new(fields, Origin::memory(0))),
         _ => Err(err(format!(
             "expected a data row (a map), found {}",
@@ -26,8 +31,15 @@ pub(crate) fn example_of(row: &Dynamic) -> RResult<Example> {
     }
 }
 
-fn example_to_dynamic(e: &Example) -> Dynamic {
-    json_to_dynamic(&serde_json::Value::Object(e.fields.clone()))
+fn examples_of(rows: &Array) -> RResult<Vec<Example>> {
+    rows.iter().map(example_of).collect()
+}
+
+fn rows_of(examples: impl IntoIterator<Item = Example>) -> RResult<Array> {
+    examples
+        .into_iter()
+        .map(|e| to_script(serde_json::Value::Object(e.fields)))
+        .collect()
 }
 
 #[export_module]
@@ -35,7 +47,8 @@ mod tasks_api {
     use super::*;
 
     /// The task named `name`: gsm8k, math500, countdown, sudoku, amc, aime (plus variants such
-    /// as `gsm8k:igpo`, `math500:verify`; see docs/tasks.md).
+    /// as `gsm8k:igpo`, `math500:verify`), and the token-level toy tasks `sudoku:toy`,
+    /// `countdown:toy` (see docs/tasks.md).
     #[rhai_fn(return_raw)]
     pub fn task(name: &str) -> RResult<ScriptTask> {
         task_by_name(name)
@@ -47,58 +60,101 @@ mod tasks_api {
     pub fn name(t: &mut ScriptTask) -> String {
         t.0.name().to_string()
     }
+    /// The task's data: `#{ train, test, train_source, generated }` — the shipped training and
+    /// test files (`()` when none ships), the public training set the reference used, and
+    /// whether training problems can be generated.
+    #[rhai_fn(get = "splits", pure, return_raw)]
+    pub fn splits(t: &mut ScriptTask) -> RResult<Dynamic> {
+        to_script(t.0.splits())
+    }
+    /// Whether the task has its own token vocabulary (a toy task for models without a tokenizer).
+    #[rhai_fn(get = "is_toy", pure)]
+    pub fn is_toy(t: &mut ScriptTask) -> bool {
+        t.0.vocab().is_some()
+    }
     /// The prompt of a data row in a convention (`d1_train`, `d1_eval`, `mdpo`, `igpo`):
-    /// `#{ user, prefill }` — `user` is the user turn, `prefill` the text to append after
-    /// the chat template (d1 evaluation: `<reasoning>`).
+    /// `#{ user, assistant_prefill }` — the user turn and the text to append after the chat
+    /// template (d1 evaluation: `<reasoning>`); `prefill` is the same text.
     #[rhai_fn(return_raw)]
-    pub fn prompt(t: &mut ScriptTask, row: Dynamic, style: &str) -> RResult<Map> {
+    pub fn prompt(t: &mut ScriptTask, row: Dynamic, style: &str) -> RResult<Dynamic> {
         let style = PromptStyle::from_name(style).map_err(script_err)?;
         let p = t.0.prompt(&example_of(&row)?, style).map_err(script_err)?;
-        let mut m = Map::new();
-        m.insert("user".into(), p.user.into());
+        let mut m: Map = to_script(&p)?.cast();
         m.insert("prefill".into(), p.assistant_prefill.into());
+        Ok(m.into())
+    }
+    /// The prompts of `rows` in `style`, ready for `generate`: `#{ prompts, chat, prefill }` —
+    /// strings to chat-template for text tasks, token ids (the task's vocabulary) for toy
+    /// tasks: `let p = t.prompts(rows, "d1_train"); generate(m, p.prompts, s + #{ chat: p.chat,
+    /// prefill: p.prefill })`.
+    #[rhai_fn(return_raw)]
+    pub fn prompts(t: &mut ScriptTask, rows: Array, style: &str) -> RResult<Map> {
+        let style = PromptStyle::from_name(style).map_err(script_err)?;
+        let (ps, req) =
+            judge::prompts_for(&*t.0, &examples_of(&rows)?, style).map_err(fail("prompts"))?;
+        let prompts: Array = ps
+            .into_iter()
+            .map(|p| match p {
+                PromptInput::Text(s) => Ok(Dynamic::from(s)),
+                PromptInput::Ids(ids) => to_script(ids),
+            })
+            .collect::<RResult<_>>()?;
+        let mut m = Map::new();
+        m.insert("prompts".into(), prompts.into());
+        m.insert("chat".into(), req.chat.into());
+        m.insert("prefill".into(), req.prefill.into());
         Ok(m)
     }
     /// The training reward of `completion` for a data row:
     /// `#{ total, components: #{name: value}, correct, extracted }`.
     #[rhai_fn(return_raw)]
-    pub fn reward(t: &mut ScriptTask, row: Dynamic, completion: &str) -> RResult<Map> {
-        let r =
+    pub fn reward(t: &mut ScriptTask, row: Dynamic, completion: &str) -> RResult<Dynamic> {
+        to_script(
             t.0.reward(&example_of(&row)?, completion)
-                .map_err(script_err)?;
-        let mut m = Map::new();
-        m.insert("total".into(), r.total.into());
-        m.insert(
-            "components".into(),
-            r.components
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), Dynamic::from(*v)))
-                .collect::<Map>()
-                .into(),
-        );
-        m.insert("correct".into(), r.correct.into());
-        m.insert(
-            "extracted".into(),
-            r.extracted.map_or(Dynamic::UNIT, Dynamic::from),
-        );
-        Ok(m)
+                .map_err(script_err)?,
+        )
+    }
+    /// The training rewards of every completion of `rollout`, row b answering
+    /// `rows[rollout.prompt_index[b]]`: `#{ rewards: [f64], correct: [bool], extracted: [...] }`.
+    /// Toy tasks read the ids through their vocabulary, text tasks the decoded texts.
+    #[rhai_fn(return_raw)]
+    pub fn judge(t: &mut ScriptTask, rollout: ScriptRollout, rows: Array) -> RResult<Dynamic> {
+        to_script(judge::judge(&*t.0, &examples_of(&rows)?, &rollout.0).map_err(fail("judge"))?)
     }
     /// The evaluation verdict (d1's parsers): `#{ correct, score, weight, extracted }`; for
     /// Sudoku `score` is the fraction of blanks filled correctly and `weight` the blanks.
-    #[rhai_fn(return_raw)]
-    pub fn evaluate(t: &mut ScriptTask, row: Dynamic, completion: &str) -> RResult<Map> {
-        let e =
+    #[rhai_fn(name = "evaluate", return_raw)]
+    pub fn evaluate(t: &mut ScriptTask, row: Dynamic, completion: &str) -> RResult<Dynamic> {
+        to_script(
             t.0.evaluate(&example_of(&row)?, completion)
-                .map_err(script_err)?;
-        let mut m = Map::new();
-        m.insert("correct".into(), e.correct.into());
-        m.insert("score".into(), e.score.into());
-        m.insert("weight".into(), e.weight.into());
-        m.insert(
-            "extracted".into(),
-            e.extracted.map_or(Dynamic::UNIT, Dynamic::from),
-        );
-        Ok(m)
+                .map_err(script_err)?,
+        )
+    }
+    /// Greedy evaluation of `model` on `rows`: generates with the sampler options of `opts`
+    /// (any `generate` sampler field) plus `style` (prompt convention, default `d1_eval`) and
+    /// `batch` (rows per generation, 16), with dropout off, and scores each completion with the
+    /// task's evaluation. Returns `#{ n, accuracy, solved, scores }` (accuracy = Σ score·weight
+    /// / Σ weight; Sudoku: correct blanks / all blanks; solved = share fully correct).
+    #[rhai_fn(name = "evaluate", return_raw)]
+    pub fn evaluate_model(
+        t: &mut ScriptTask,
+        model: ScriptModel,
+        rows: Array,
+        opts: Map,
+    ) -> RResult<Dynamic> {
+        let (req, cfg): (EvalRequest, SamplerConfig) =
+            options2("evaluate", opts, EvalRequest::KEYS)?;
+        let m = model.model.with_training(false);
+        let s = judge::evaluate(
+            &*t.0,
+            &m,
+            model.tokenizer.as_deref(),
+            &examples_of(&rows)?,
+            &cfg,
+            &req,
+        )
+        .map_err(fail("evaluate"))?;
+        to_script(s)
     }
     /// The reference answer of a data row.
     #[rhai_fn(return_raw)]
@@ -110,7 +166,7 @@ mod tasks_api {
     #[rhai_fn(return_raw)]
     pub fn load_data(path: &str) -> RResult<Array> {
         let ds = workbench_core::data::load_file(path).map_err(script_err)?;
-        Ok(ds.iter().map(example_to_dynamic).collect())
+        rows_of(ds.examples().to_vec())
     }
     /// `n` seeded 4×4 Sudoku puzzles with a unique solution and `blanks` empty cells, as rows
     /// `#{ Puzzle, Solution }` like the shipped test set.
@@ -122,11 +178,7 @@ mod tasks_api {
             blanks.max(0) as usize,
         )
         .map_err(script_err)?;
-        Ok(ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| example_to_dynamic(&p.to_example(i)))
-            .collect())
+        rows_of(ps.iter().enumerate().map(|(i, p)| p.to_example(i)))
     }
     /// `n` seeded Countdown problems with 3 numbers in 1..=100 and a reachable target, as rows
     /// `#{ input, output, expression }` like the shipped test set.
@@ -139,41 +191,10 @@ mod tasks_api {
     /// `max_target` (100). E.g. a toy set: `countdown_problems(0, 1000, #{ max_number: 20 })`.
     #[rhai_fn(name = "countdown_problems", return_raw)]
     pub fn countdown_problems_with(seed: i64, n: i64, opts: Map) -> RResult<Array> {
-        use workbench_core::tasks::countdown::CountdownOptions;
-        let what = "countdown_problems";
-        check_keys(
-            &opts,
-            &[
-                "count",
-                "min_number",
-                "max_number",
-                "min_target",
-                "max_target",
-            ],
-            what,
-        )?;
-        let d = CountdownOptions::default();
-        let int = |k: &str, dflt: i64| -> RResult<i64> {
-            let v = opt_f64(&opts, k, dflt as f64, what)?;
-            if v.fract() != 0.0 {
-                return Err(err(format!("{what}: `{k}` must be an integer, found {v}")));
-            }
-            Ok(v as i64)
-        };
-        let o = CountdownOptions {
-            count: int("count", d.count as i64)?.max(0) as usize,
-            min_number: int("min_number", d.min_number)?,
-            max_number: int("max_number", d.max_number)?,
-            min_target: int("min_target", d.min_target)?,
-            max_target: int("max_target", d.max_target)?,
-        };
+        let o: CountdownOptions = options("countdown_problems", opts)?;
         let ps = workbench_core::tasks::countdown::generate(seed as u64, n.max(0) as usize, &o)
-            .map_err(|e| err(format!("{what}: {e}")))?;
-        Ok(ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| example_to_dynamic(&p.to_example(i)))
-            .collect())
+            .map_err(fail("countdown_problems"))?;
+        rows_of(ps.iter().enumerate().map(|(i, p)| p.to_example(i)))
     }
 }
 

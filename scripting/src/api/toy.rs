@@ -1,178 +1,108 @@
-//! Helpers for token-level toy tasks on models without a tokenizer (`new_model`): digit and
-//! character strings ↔ token-id arrays, Sudoku cell accuracy and Countdown rewards of generated
-//! ids, computed in Rust so scripts never loop over tokens. Used by `scripts/quickstart.rhai`
-//! and `scripts/experiments/toy_compare.rhai`.
+//! Token-level toy-task helpers for models without a tokenizer: digit and character strings ↔
+//! token ids and grouped rewards of generated ids, over the core toy tasks
+//! (`workbench_core::tasks::toy`: `sudoku:toy`, `countdown:toy`), which `task(...)` also gives
+//! with `judge`/`evaluate`.
 
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
-use workbench_core::tasks::countdown::{eval_expression, expr::close_to, uses_exactly, Problem};
-use workbench_core::tasks::sudoku::cell_accuracy;
+use workbench_core::tasks::toy::{sudoku_cell_rewards, CharVocab, COUNTDOWN_ALPHABET};
+use workbench_core::tasks::{task_by_name, Task};
+use workbench_core::train::options::CharIdsOptions;
 
-use super::convert::{check_keys, err, opt_str, script_err, RResult};
+use super::convert::{err, fail, options, script_err, to_script, RResult};
 use super::tasks::example_of;
 use super::tensor::ScriptTensor;
 
-/// Token ids of a digit string: `'0'..='9'` → 0..=9.
-pub fn digits_to_ids(text: &str) -> Result<Vec<i64>, String> {
-    text.chars()
-        .map(|c| {
-            c.to_digit(10)
-                .map(i64::from)
-                .ok_or_else(|| format!("digit_ids: `{c}` in \"{text}\" is not a digit 0-9"))
+/// Rows of ids from a `[B, L]` Tensor or an array of arrays of integers (rows may differ in
+/// length); ids outside `u32` become `u32::MAX` (outside every vocabulary).
+fn id_rows(v: &Dynamic, what: &str) -> RResult<Vec<Vec<u32>>> {
+    let rows: Vec<Vec<i64>> = if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
+        if t.t.rank() != 2 {
+            return Err(err(format!(
+                "{what} must have 2 dims [B, L], found shape {:?}",
+                t.t.dims()
+            )));
+        }
+        t.t.to_dtype(candle_core::DType::I64)
+            .and_then(|t| t.to_vec2::<i64>())
+            .map_err(script_err)?
+    } else {
+        rhai::serde::from_dynamic(v).map_err(|_| {
+            err(format!(
+                "{what} must be a Tensor [B, L] or an array of arrays of integer ids, found {}",
+                v.type_name()
+            ))
+        })?
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+                .collect()
         })
-        .collect()
+        .collect())
 }
 
-/// The digit string of token ids: ids 0..=9 become `'0'..='9'`, any other id (mask, EOS, pad)
-/// becomes `'.'`.
-pub fn ids_to_digits(ids: &[i64]) -> String {
-    ids.iter()
-        .map(|&i| {
-            u32::try_from(i)
-                .ok()
-                .and_then(|d| char::from_digit(d, 10))
-                .unwrap_or('.')
-        })
-        .collect()
+fn ids(v: Vec<u32>) -> Dynamic {
+    Dynamic::from_array(v.into_iter().map(|i| Dynamic::from(i64::from(i))).collect())
 }
 
-/// Per row, the fraction of the puzzle's blank cells that `completion` (16 ids, the whole
-/// grid row-major) fills with the solution's digit — d1's Sudoku reward and cell accuracy.
-pub fn sudoku_cell_accuracy(completion: &[i64], puzzle: &str, solution: &str) -> f64 {
-    cell_accuracy(&ids_to_digits(completion), solution, puzzle).0
-}
-
-/// Per cell, 1.0 where `completion` fills a blank of `puzzle` with the solution's digit and
-/// 0.0 elsewhere (givens included); the mean over the blanks is [`sudoku_cell_accuracy`].
-pub fn sudoku_cell_rewards(completion: &[i64], puzzle: &str, solution: &str) -> Vec<f32> {
-    let p: Vec<char> = puzzle.chars().collect();
-    let s: Vec<char> = solution.chars().collect();
-    let c: Vec<char> = ids_to_digits(completion).chars().collect();
-    (0..c.len())
-        .map(|i| {
-            let blank = p.get(i) == Some(&'0');
-            f32::from(u8::from(blank && s.get(i).is_some_and(|d| *d == c[i])))
-        })
-        .collect()
-}
-
-/// The character vocabulary of the toy Countdown (`char_ids`/`char_texts`): digits, the four
-/// operators, parentheses, `,` between the numbers and `:` before the target. Token id = index;
-/// a model for it needs `vocab_size` ≥ 20 (18 = mask, 19 = EOS/pad by convention).
-pub const COUNTDOWN_ALPHABET: &str = "0123456789+-*/(),:";
-
-/// Token ids of `text` over `alphabet` (id = the character's index).
-pub fn chars_to_ids(text: &str, alphabet: &[char]) -> Result<Vec<i64>, String> {
-    text.chars()
-        .map(|c| {
-            alphabet
-                .iter()
-                .position(|a| *a == c)
-                .map(|i| i as i64)
-                .ok_or_else(|| {
-                    format!(
-                        "char_ids: `{c}` in \"{text}\" is not in the alphabet \"{}\"",
-                        alphabet.iter().collect::<String>()
-                    )
-                })
-        })
-        .collect()
-}
-
-/// The text of token ids over `alphabet`, up to (not including) the first id outside it (the
-/// mask, EOS or padding ends a completion).
-pub fn ids_to_chars(ids: &[i64], alphabet: &[char]) -> String {
-    ids.iter()
-        .map_while(|&i| {
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| alphabet.get(i).copied())
-        })
-        .collect()
-}
-
-/// The toy Countdown reward of a completion (ids over [`COUNTDOWN_ALPHABET`]): its text up to
-/// the first non-character id is the expression; 1.0 when it uses exactly `numbers` and
-/// evaluates to `target`, 0.1 when it uses exactly the numbers but misses (d1's format credit),
-/// else 0.0.
-pub fn countdown_toy_reward(completion: &[i64], numbers: &[i64], target: i64) -> f64 {
-    let alphabet: Vec<char> = COUNTDOWN_ALPHABET.chars().collect();
-    let expr = ids_to_chars(completion, &alphabet);
-    if !uses_exactly(&expr, numbers) {
-        return 0.0;
-    }
-    match eval_expression(&expr) {
-        Some(v) if close_to(v, target) => 1.0,
-        _ => 0.1,
-    }
-}
-
-/// The toy task of a name: `"sudoku"` or `"countdown"`.
-fn toy_task(name: &str, what: &str) -> RResult<bool> {
+fn toy(name: &str, what: &str) -> RResult<Box<dyn Task>> {
     match name {
-        "sudoku" => Ok(true),
-        "countdown" => Ok(false),
+        "sudoku" | "countdown" => task_by_name(&format!("{name}:toy")).map_err(script_err),
         _ => Err(err(format!(
             "{what}: unknown toy task \"{name}\" (expected \"sudoku\" or \"countdown\")"
         ))),
     }
 }
 
-/// Rows of ids from a `[B, L]` Tensor or an array of arrays of integers.
-fn id_rows(v: &Dynamic, what: &str) -> RResult<Vec<Vec<i64>>> {
-    let t = if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
-        t.t
-    } else if let Some(a) = v.clone().try_cast::<Array>() {
-        // Rows of ids may differ in length (e.g. unpadded reference answers).
-        return a
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let r = row.clone().into_array().map_err(|t| {
-                    err(format!(
-                        "{what}: row {i} must be an array of ids, found {t}"
-                    ))
-                })?;
-                r.iter()
-                    .map(|x| {
-                        x.as_int().map_err(|t| {
-                            err(format!("{what}: row {i} holds a {t}, expected integer ids"))
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-    } else {
+/// Calls `f(row, completion text)` for completion i against `rows[i / group]` (the text is
+/// the task vocabulary's decoding of the ids).
+fn for_each<T>(
+    task: &dyn Task,
+    completions: Dynamic,
+    rows: &Array,
+    group: i64,
+    what: &str,
+    mut f: impl FnMut(&workbench_core::data::Example, &str) -> RResult<T>,
+) -> RResult<Vec<T>> {
+    let comps = id_rows(&completions, &format!("{what}: completions"))?;
+    let g = usize::try_from(group)
+        .ok()
+        .filter(|&g| g >= 1)
+        .ok_or_else(|| err(format!("{what}: group must be at least 1, found {group}")))?;
+    if comps.len() != rows.len() * g {
         return Err(err(format!(
-            "{what} must be a Tensor [B, L] or an array of arrays of ids, found {}",
-            v.type_name()
-        )));
-    };
-    if t.rank() != 2 {
-        return Err(err(format!(
-            "{what} must have 2 dims [B, L], found shape {:?}",
-            t.dims()
+            "{what}: {} completions for {} rows × group {g} (expected {})",
+            comps.len(),
+            rows.len(),
+            rows.len() * g
         )));
     }
-    t.to_dtype(candle_core::DType::I64)
-        .and_then(|t| t.to_vec2::<i64>())
-        .map_err(script_err)
+    let vocab = task
+        .vocab()
+        .ok_or_else(|| err(format!("{what}: not a toy task")))?;
+    let examples = rows.iter().map(example_of).collect::<RResult<Vec<_>>>()?;
+    comps
+        .iter()
+        .enumerate()
+        .map(|(i, c)| f(&examples[i / g], &vocab.decode(c)))
+        .collect()
 }
 
-fn field(row: &Dynamic, names: &[&str], i: usize, what: &str) -> RResult<String> {
-    let m = row
-        .read_lock::<rhai::Map>()
-        .ok_or_else(|| err(format!("{what}: row {i} is not a map")))?;
-    for n in names {
-        if let Some(v) = m.get(*n) {
-            return v.clone().into_string().map_err(|t| {
-                err(format!(
-                    "{what}: row {i}: `{n}` must be a string, found {t}"
-                ))
-            });
-        }
-    }
-    Err(err(format!("{what}: row {i} has no `{}` field", names[0])))
+fn rewards(
+    task: &str,
+    completions: Dynamic,
+    rows: Array,
+    group: i64,
+    what: &str,
+) -> RResult<Array> {
+    let t = toy(task, what)?;
+    let r = for_each(&*t, completions, &rows, group, what, |row, text| {
+        t.reward(row, text).map(|r| r.total).map_err(fail(what))
+    })?;
+    Ok(r.into_iter().map(Dynamic::from).collect())
 }
 
 #[export_module]
@@ -190,35 +120,26 @@ mod toy_api {
     /// padding after — answers; `"right"`: padding first — prompts). Returns arrays of ids.
     #[rhai_fn(return_raw)]
     pub fn char_ids(texts: Array, opts: Map) -> RResult<Array> {
-        let what = "char_ids";
-        check_keys(&opts, &["alphabet", "length", "pad", "align"], what)?;
-        let alphabet: Vec<char> = opt_str(&opts, "alphabet", "")?.chars().collect();
-        if alphabet.is_empty() {
+        let w = "char_ids";
+        let o: CharIdsOptions = options(w, opts)?;
+        if o.alphabet.is_empty() {
             return Err(err("char_ids: `alphabet` (a non-empty string) is required"));
         }
-        let length = match opts.get("length") {
-            None => None,
-            Some(v) => Some(
-                v.as_int()
-                    .map_err(|_| err("char_ids: `length` must be an integer"))?,
-            ),
+        let right = match o.align.as_deref() {
+            None | Some("left") => false,
+            Some("right") => true,
+            Some(a) => {
+                return Err(err(format!(
+                    "char_ids: `align` must be \"left\" or \"right\", found \"{a}\""
+                )))
+            }
         };
-        let pad = match opts.get("pad") {
-            None => None,
-            Some(v) => Some(
-                v.as_int()
-                    .map_err(|_| err("char_ids: `pad` must be an integer id"))?,
-            ),
+        let pad = match (o.length, o.pad) {
+            (Some(n), Some(p)) => Some((n, p)),
+            (Some(_), None) => return Err(err("char_ids: `length` needs a `pad` id")),
+            _ => None,
         };
-        let align = opt_str(&opts, "align", "left")?;
-        if align != "left" && align != "right" {
-            return Err(err(format!(
-                "char_ids: `align` must be \"left\" or \"right\", found \"{align}\""
-            )));
-        }
-        if length.is_some() && pad.is_none() {
-            return Err(err("char_ids: `length` needs a `pad` id"));
-        }
+        let v = CharVocab::new(&o.alphabet, None);
         texts
             .into_iter()
             .enumerate()
@@ -226,25 +147,22 @@ mod toy_api {
                 let s = t.into_string().map_err(|ty| {
                     err(format!("char_ids: text {i}: expected a string, found {ty}"))
                 })?;
-                let mut ids = chars_to_ids(&s, &alphabet).map_err(err)?;
-                if let (Some(n), Some(p)) = (length, pad) {
-                    let n = n.max(0) as usize;
-                    if ids.len() > n {
+                let mut row = v.encode(&s).map_err(|e| err(format!("char_ids: {e}")))?;
+                if let Some((n, p)) = pad {
+                    if row.len() > n {
                         return Err(err(format!(
                             "char_ids: text {i} \"{s}\" has {} characters, more than `length` {n}",
-                            ids.len()
+                            row.len()
                         )));
                     }
-                    let fill = std::iter::repeat_n(p, n - ids.len());
-                    ids = if align == "left" {
-                        ids.into_iter().chain(fill).collect()
+                    let fill = std::iter::repeat_n(p, n - row.len());
+                    row = if right {
+                        fill.chain(row).collect()
                     } else {
-                        fill.chain(ids).collect()
+                        row.into_iter().chain(fill).collect()
                     };
                 }
-                Ok(Dynamic::from_array(
-                    ids.into_iter().map(Dynamic::from).collect(),
-                ))
+                Ok(ids(row))
             })
             .collect()
     }
@@ -252,17 +170,18 @@ mod toy_api {
     /// id outside it (mask, EOS, padding).
     #[rhai_fn(return_raw)]
     pub fn char_texts(ids: Dynamic, alphabet: &str) -> RResult<Array> {
-        let a: Vec<char> = alphabet.chars().collect();
+        let v = CharVocab::new(alphabet, None);
         Ok(id_rows(&ids, "char_texts: ids")?
             .iter()
-            .map(|r| Dynamic::from(ids_to_chars(r, &a)))
+            .map(|r| Dynamic::from(v.decode(r)))
             .collect())
     }
     /// Rewards of grouped toy completions (completion i answers `rows[i / group]`): for
     /// `"sudoku"` the cell accuracy (rows `Puzzle`/`Solution`, 16 digit ids per completion),
     /// for `"countdown"` the toy Countdown reward over `countdown_alphabet()` (rows
     /// `input`/`output`: 1.0 correct, 0.1 the right numbers but a wrong value, else 0.0).
-    /// A reward of 1.0 means solved. Returns one float per completion.
+    /// A reward of 1.0 means solved. Returns one float per completion. (`task("sudoku:toy")`
+    /// gives the same through `t.judge(rollout, rows)`.)
     #[rhai_fn(return_raw)]
     pub fn toy_rewards(
         task: &str,
@@ -270,54 +189,31 @@ mod toy_api {
         rows: Array,
         group: i64,
     ) -> RResult<Array> {
-        if toy_task(task, "toy_rewards")? {
-            return cell_accuracy_grouped(completions, rows, group);
-        }
-        let what = "toy_rewards";
-        let (comps, g) = grouped_ids(completions, rows.len(), group, what)?;
-        let problems = rows
-            .iter()
-            .map(|r| {
-                example_of(r).and_then(|e| {
-                    Problem::from_example(&e).map_err(|e| err(format!("{what}: {e}")))
-                })
-            })
-            .collect::<RResult<Vec<_>>>()?;
-        Ok(comps
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let p = &problems[i / g];
-                Dynamic::from(countdown_toy_reward(c, &p.numbers, p.target))
-            })
-            .collect())
+        rewards(task, completions, rows, group, "toy_rewards")
     }
     /// The reference answer of a toy row as token ids: the Sudoku `Solution` digits, or the
     /// Countdown `expression` (spaces removed) over `countdown_alphabet()`. IGPO's hints are
     /// cut from it.
     #[rhai_fn(return_raw)]
     pub fn toy_answer(task: &str, row: Dynamic) -> RResult<Array> {
-        let sudoku = toy_task(task, "toy_answer")?;
-        let text = if sudoku {
-            field(&row, &["Solution", "solution"], 0, "toy_answer")?
-        } else {
-            field(&row, &["expression"], 0, "toy_answer")?.replace(' ', "")
-        };
-        let ids = if sudoku {
-            digits_to_ids(&text).map_err(err)?
-        } else {
-            chars_to_ids(&text, &COUNTDOWN_ALPHABET.chars().collect::<Vec<_>>()).map_err(err)?
-        };
-        Ok(ids.into_iter().map(Dynamic::from).collect())
+        let t = toy(task, "toy_answer")?;
+        let text = t
+            .reference(&example_of(&row)?)
+            .map_err(fail("toy_answer"))?;
+        let v = t.vocab().ok_or_else(|| err("toy_answer: not a toy task"))?;
+        Ok(ids(v
+            .encode(&text)
+            .map_err(|e| err(format!("toy_answer: {e}")))?)
+        .cast())
     }
-
     /// Token ids of a digit string (`'0'..='9'` → 0..=9), e.g. a Sudoku `Puzzle`:
     /// `digit_ids("3102")` is `[3, 1, 0, 2]`.
     #[rhai_fn(name = "digit_ids", return_raw)]
     pub fn digit_ids(text: &str) -> RResult<Array> {
-        digits_to_ids(text)
-            .map(|v| v.into_iter().map(Dynamic::from).collect())
-            .map_err(err)
+        CharVocab::digits()
+            .encode(text)
+            .map(|v| ids(v).cast())
+            .map_err(|e| err(format!("digit_ids: {e}")))
     }
     /// Token ids of each digit string of an array: `digit_ids(["12", "34"])` is
     /// `[[1, 2], [3, 4]]`.
@@ -337,9 +233,10 @@ mod toy_api {
     /// `'0'..='9'`, any other id (mask, EOS) `'.'`. Builds task text from generated ids.
     #[rhai_fn(return_raw)]
     pub fn digit_texts(ids: Dynamic) -> RResult<Array> {
+        let v = CharVocab::digits();
         Ok(id_rows(&ids, "digit_texts: ids")?
             .iter()
-            .map(|r| Dynamic::from(ids_to_digits(r)))
+            .map(|r| Dynamic::from(v.decode(r)))
             .collect())
     }
     /// Sudoku cell accuracy of generated grids: for completion i (16 ids, the whole grid
@@ -348,18 +245,14 @@ mod toy_api {
     /// `completions` is a Tensor `[B, 16]` or arrays of ids; returns B floats.
     #[rhai_fn(name = "cell_accuracy", return_raw)]
     pub fn cell_accuracy1(completions: Dynamic, rows: Array) -> RResult<Array> {
-        cell_accuracy_grouped(completions, rows, 1)
+        rewards("sudoku", completions, rows, 1, "cell_accuracy")
     }
     /// Cell accuracy of grouped completions (GRPO rollouts with `repeat: group`): completion
     /// i is scored against `rows[i / group]`; returns one float per completion (the d1 Sudoku
     /// reward).
     #[rhai_fn(name = "cell_accuracy", return_raw)]
     pub fn cell_accuracy_grouped(completions: Dynamic, rows: Array, group: i64) -> RResult<Array> {
-        let mut out = Array::new();
-        for_each_scored(completions, &rows, group, "cell_accuracy", |c, p, sol| {
-            out.push(Dynamic::from(sudoku_cell_accuracy(c, p, sol)));
-        })?;
-        Ok(out)
+        rewards("sudoku", completions, rows, group, "cell_accuracy")
     }
     /// Per-cell Sudoku rewards of grouped completions (as `cell_accuracy`): an f32 Tensor
     /// `[B, 16]`, 1.0 where completion i fills a blank of `rows[i / group]` correctly and 0.0
@@ -367,61 +260,33 @@ mod toy_api {
     /// (token-level) credit in GRPO.
     #[rhai_fn(return_raw)]
     pub fn cell_rewards(completions: Dynamic, rows: Array, group: i64) -> RResult<ScriptTensor> {
-        let mut flat = Vec::new();
-        let mut n = 0usize;
-        for_each_scored(completions, &rows, group, "cell_rewards", |c, p, sol| {
-            let mut r = sudoku_cell_rewards(c, p, sol);
+        let t = toy("sudoku", "cell_rewards")?;
+        let w = "cell_rewards";
+        let rows = for_each(&*t, completions, &rows, group, w, |row, text| {
+            let p = row.first_text(&["Puzzle", "puzzle"]).map_err(fail(w))?;
+            let s = row.first_text(&["Solution", "solution"]).map_err(fail(w))?;
+            let mut r = sudoku_cell_rewards(text, &p, &s);
             r.resize(16, 0.0);
-            flat.extend(r);
-            n += 1;
+            Ok(r)
         })?;
+        let n = rows.len();
+        let flat: Vec<f32> = rows.into_iter().flatten().collect();
         candle_core::Tensor::from_vec(flat, (n, 16), &candle_core::Device::Cpu)
             .map(ScriptTensor::new)
             .map_err(script_err)
     }
-}
-
-/// The completion id rows and the group size, checked: `group` ≥ 1 and one completion per
-/// (row, group member).
-fn grouped_ids(
-    completions: Dynamic,
-    rows: usize,
-    group: i64,
-    what: &str,
-) -> RResult<(Vec<Vec<i64>>, usize)> {
-    if group < 1 {
-        return Err(err(format!(
-            "{what}: group must be at least 1, found {group}"
-        )));
+    /// The task's own vocabulary, for a toy task's prompts or answers as token ids:
+    /// `task("sudoku:toy").encode("3102")` is `[3, 1, 0, 2]`.
+    #[rhai_fn(return_raw)]
+    pub fn encode(t: &mut super::super::tasks::ScriptTask, text: &str) -> RResult<Dynamic> {
+        let v = t.0.vocab().ok_or_else(|| {
+            err(format!(
+                "encode: task `{}` has no vocabulary of its own (use the model's tokenizer)",
+                t.0.name()
+            ))
+        })?;
+        to_script(v.encode(text).map_err(|e| err(format!("encode: {e}")))?)
     }
-    let comps = id_rows(&completions, &format!("{what}: completions"))?;
-    let g = group as usize;
-    if comps.len() != rows * g {
-        return Err(err(format!(
-            "{what}: {} completions for {rows} rows × group {g} (expected {})",
-            comps.len(),
-            rows * g
-        )));
-    }
-    Ok((comps, g))
-}
-
-/// Calls `f(completion, puzzle, solution)` for each completion i against `rows[i / group]`.
-fn for_each_scored(
-    completions: Dynamic,
-    rows: &Array,
-    group: i64,
-    what: &str,
-    mut f: impl FnMut(&[i64], &str, &str),
-) -> RResult<()> {
-    let (comps, g) = grouped_ids(completions, rows.len(), group, what)?;
-    for (i, c) in comps.iter().enumerate() {
-        let row = &rows[i / g];
-        let puzzle = field(row, &["Puzzle", "puzzle"], i / g, what)?;
-        let solution = field(row, &["Solution", "solution"], i / g, what)?;
-        f(c, &puzzle, &solution);
-    }
-    Ok(())
 }
 
 /// Registers the toy-task helpers.
@@ -432,56 +297,6 @@ pub fn register(engine: &mut Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digits_round_trip_and_reject_non_digits() {
-        assert_eq!(digits_to_ids("3102").unwrap(), vec![3, 1, 0, 2]);
-        assert_eq!(ids_to_digits(&[3, 1, 0, 2]), "3102");
-        assert_eq!(ids_to_digits(&[5, 10, -1, 9]), "5..9");
-        assert!(digits_to_ids("12a").unwrap_err().contains("`a`"));
-    }
-
-    #[test]
-    fn chars_round_trip_and_countdown_reward_grades() {
-        let a: Vec<char> = COUNTDOWN_ALPHABET.chars().collect();
-        let ids = chars_to_ids("(12+5)*3", &a).unwrap();
-        assert_eq!(ids, vec![14, 1, 2, 10, 5, 15, 12, 3]);
-        // the text ends at the first id outside the alphabet (EOS 19, mask 18)
-        let mut padded = ids.clone();
-        padded.extend([19, 4, 19]);
-        assert_eq!(ids_to_chars(&padded, &a), "(12+5)*3");
-        assert!(chars_to_ids("1 2", &a).unwrap_err().contains("` `"));
-        let solved = chars_to_ids("(12+5)*3", &a).unwrap();
-        assert_eq!(countdown_toy_reward(&solved, &[12, 5, 3], 51), 1.0);
-        let wrong = chars_to_ids("12+5*3", &a).unwrap(); // 27: right numbers, wrong value
-        assert_eq!(countdown_toy_reward(&wrong, &[12, 5, 3], 51), 0.1);
-        let missing = chars_to_ids("12+5", &a).unwrap();
-        assert_eq!(countdown_toy_reward(&missing, &[12, 5, 3], 51), 0.0);
-        assert_eq!(countdown_toy_reward(&[18, 18], &[12, 5, 3], 51), 0.0);
-    }
-
-    #[test]
-    fn cell_accuracy_counts_blanks_only() {
-        let puzzle = "3102200002100320";
-        let solution = "3142243142131324";
-        let sol: Vec<i64> = digits_to_ids(solution).unwrap();
-        assert_eq!(sudoku_cell_accuracy(&sol, puzzle, solution), 1.0);
-        // The puzzle itself (givens right, blanks 0) scores 0.
-        let p: Vec<i64> = digits_to_ids(puzzle).unwrap();
-        assert_eq!(sudoku_cell_accuracy(&p, puzzle, solution), 0.0);
-        // One blank wrong out of 8 (the givens do not count, even when wrong).
-        let mut c = sol.clone();
-        c[2] = 3; // blank
-        c[0] = 4; // given
-        let blanks = puzzle.chars().filter(|&ch| ch == '0').count();
-        assert_eq!(blanks, 8);
-        assert!((sudoku_cell_accuracy(&c, puzzle, solution) - 7.0 / 8.0).abs() < 1e-12);
-        // Mask / EOS ids never match.
-        let mut m = sol;
-        m[2] = 5;
-        m[5] = 6;
-        assert!((sudoku_cell_accuracy(&m, puzzle, solution) - 6.0 / 8.0).abs() < 1e-12);
-    }
 
     #[test]
     fn rhai_helpers_group_and_validate() {
@@ -534,6 +349,14 @@ mod tests {
             .eval::<Array>(r#"cell_accuracy([[1, 2]], [#{ puzzle: "1" }])"#)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("no `Solution` field"), "{e}");
+        assert!(e.contains("Solution"), "{e}");
+        let e = engine
+            .eval::<Array>(r#"char_ids(["12"], #{ alphabet: "0123456789", lenght: 3 })"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("char_ids") && e.contains("`lenght`") && e.contains("`length`"),
+            "{e}"
+        );
     }
 }

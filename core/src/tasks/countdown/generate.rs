@@ -18,6 +18,7 @@ use crate::tasks::TaskError;
 
 /// Generator options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CountdownOptions {
     /// How many numbers per problem (d1 uses 3; 2–6 accepted).
     pub count: usize,
