@@ -48,14 +48,21 @@ fn param_change(stdout: &str) -> f64 {
         .unwrap()
 }
 
-/// Two updates: two log records with finite losses, moved adapters, saved adapters.
+/// Two updates: the header record (step 0: the data sets) and two records with finite losses,
+/// moved adapters, saved adapters.
 fn check_run(script: &str, extra: &[&str], key_finite: &[&str]) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let (ok, stdout, stderr) = run(script, &sets(extra, &out));
     assert!(ok, "{script} failed:\n{stdout}\n{stderr}");
-    let recs = log_records(&out);
-    assert_eq!(recs.len(), 2, "{recs:?}");
+    let mut recs = log_records(&out);
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    let header = recs.remove(0);
+    assert_eq!(header["step"], 0, "{header}");
+    assert!(
+        header["train_data"].is_string() && header["eval_data"].is_string(),
+        "{header}"
+    );
     for (i, r) in recs.iter().enumerate() {
         assert_eq!(r["step"], i as i64 + 1);
         for k in key_finite {
@@ -72,10 +79,12 @@ fn check_run(script: &str, extra: &[&str], key_finite: &[&str]) -> Vec<serde_jso
     recs
 }
 
-// GSM8K's prompts are the shortest (the shipped test file stands in for a training set here).
+// GSM8K's prompts are the shortest (the shipped test file stands in for a training set here,
+// which needs `allow_test_data`).
 const TINY_RL: &[&str] = &[
     "task=gsm8k",
     "data=data/gsm8k_test.jsonl",
+    "allow_test_data=true",
     "reward=length",
     "updates=2",
     "batch_size=2",
@@ -239,6 +248,87 @@ fn diffu_grpo_resumes_exactly_from_a_checkpoint() {
             .collect()
     };
     let (ra, rb) = (strip(log_records(&a)), strip(log_records(&b)));
-    assert_eq!(rb.len(), 4, "{rb:?}");
+    assert_eq!(rb.len(), 5, "{rb:?}");
     assert_eq!(ra, rb);
+}
+
+/// Resuming with a changed hyperparameter is refused by name; `resume_force=true` applies it
+/// and says so; a new total number of updates is applied (safe) and reported.
+#[test]
+fn resume_refuses_a_changed_hyperparameter_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let mut base = TINY_RL.to_vec();
+    base.retain(|s| !s.starts_with("updates="));
+    base.extend(["mu=1", "block_length=8", "steps=8", "eval_every=0"]);
+    let go = |extra: &[&str]| {
+        let mut v = base.clone();
+        v.extend_from_slice(extra);
+        run("scripts/diffu_grpo.rhai", &sets(&v, &a))
+    };
+    let (ok, so, se) = go(&["updates=1", "save_every=1"]);
+    assert!(ok, "{so}{se}");
+    let ckpt = format!(
+        "resume_from={:?}",
+        a.join("checkpoint-1").display().to_string()
+    );
+    let (ok, so, se) = go(&["updates=2", &ckpt, "lr=1e-4"]);
+    assert!(!ok, "resumed with another lr:\n{so}");
+    assert!(se.contains("lr: ") && se.contains("→ 0.0001"), "{se}");
+    assert!(se.contains("resume_force=true"), "{se}");
+    let (ok, so, se) = go(&["updates=2", &ckpt, "lr=1e-4", "resume_force=true"]);
+    assert!(ok, "{so}{se}");
+    assert!(so.contains("resumed from") && so.contains("lr:"), "{so}");
+    let recs = log_records(&a);
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    assert_eq!(recs[2]["lr"], 1e-4, "the new lr applies: {}", recs[2]);
+    // Only a longer run: applied without force.
+    let (ok, so, se) = go(&["updates=3", &ckpt, "save_every=1"]);
+    assert!(ok, "{so}{se}");
+    assert!(
+        so.contains("updates: 2 → 3") || so.contains("updates: 1 → 3"),
+        "{so}"
+    );
+}
+
+/// A run with reference sync (every optimizer step here: μ 2, sync every 2) stopped after 2
+/// updates and resumed continues exactly: the synced base is part of the checkpoint.
+#[test]
+fn diffu_grpo_with_reference_sync_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let mut base = TINY_RL.to_vec();
+    base.retain(|s| !s.starts_with("updates="));
+    base.extend([
+        "mu=2",
+        "block_length=8",
+        "steps=8",
+        "sync_ref_every=2",
+        "eval_every=0",
+    ]);
+    let with = |extra: &[&str], out: &Path| {
+        let mut v = base.clone();
+        v.extend_from_slice(extra);
+        let (ok, so, se) = run("scripts/diffu_grpo.rhai", &sets(&v, out));
+        assert!(ok, "{so}{se}");
+    };
+    with(&["updates=4"], &a);
+    with(&["updates=2", "save_every=2"], &b);
+    let ckpt = format!(
+        "resume_from={:?}",
+        b.join("checkpoint-2").display().to_string()
+    );
+    with(&["updates=4", &ckpt], &b);
+    let strip = |recs: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        recs.into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("time");
+                r
+            })
+            .collect()
+    };
+    let (ra, rb) = (strip(log_records(&a)), strip(log_records(&b)));
+    assert_eq!(ra, rb);
+    let bits = |p: &Path| std::fs::read(p.join("final/adapter_model.safetensors")).unwrap();
+    assert_eq!(bits(&a), bits(&b), "final adapters differ");
 }

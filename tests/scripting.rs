@@ -176,10 +176,10 @@ fn set_values_are_rhai_literals_merged_over_config() {
         lines,
         ["3.0", "7", "gsm8k", "[2, 3]", "true", "[\"x\", \"y\"]"]
     );
-    // Unknown key: a warning, the run goes on.
+    // Unknown key: an error naming it and the known keys.
     let (ok, _, err) = run(&main, &["--set", "lrr=1"], &[]);
     assert!(
-        ok && err.contains("warning") && err.contains("lrr"),
+        !ok && err.contains("--set lrr: unknown key") && err.contains("lr, name, on, steps"),
         "{err}"
     );
     // Bad literal: an error before the script runs.

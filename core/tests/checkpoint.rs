@@ -153,3 +153,157 @@ fn rng_state_round_trip_continues_the_stream() {
     let e = checkpoint::rng_restore(&json!({"seed": "zz"})).unwrap_err();
     assert!(format!("{e}").contains("64 hex digits"), "{e}");
 }
+
+#[test]
+fn a_non_empty_folder_that_is_not_a_checkpoint_is_refused_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("results");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("paper.tex"), "precious").unwrap();
+    let e = checkpoint::save(&dir, &ckpt(1.0, 1), |_| Ok(())).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("not a workbench checkpoint") && msg.contains("results"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("paper.tex")).unwrap(),
+        "precious"
+    );
+    // An empty folder, or one of our checkpoints, is fine.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    checkpoint::save(&empty, &ckpt(1.0, 1), |_| Ok(())).unwrap();
+    checkpoint::save(&empty, &ckpt(2.0, 2), |_| Ok(())).unwrap();
+    assert_eq!(checkpoint::load(&empty).unwrap().meta["step"], 2);
+}
+
+#[test]
+fn stale_temp_and_old_folders_are_cleaned_at_the_next_save_or_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ckpt");
+    checkpoint::save(&dir, &ckpt(1.0, 1), |_| Ok(())).unwrap();
+    // What kill -9 during earlier saves leaves: temp and old folders of dead processes
+    // (pid 999999999 does not exist), and one of a live process (ours is the only one we
+    // can be sure of: pid 1 is alive and not us).
+    for name in [".ckpt.tmp-999999999", ".ckpt.old-999999998"] {
+        std::fs::create_dir(tmp.path().join(name)).unwrap();
+        std::fs::write(tmp.path().join(name).join("state.json"), "{}").unwrap();
+    }
+    std::fs::create_dir(tmp.path().join(".ckpt.tmp-1")).unwrap();
+    std::fs::create_dir(tmp.path().join(".other.tmp-999999999")).unwrap();
+    checkpoint::save(&dir, &ckpt(2.0, 2), |_| Ok(())).unwrap();
+    let mut left = leftovers(tmp.path());
+    left.sort();
+    assert_eq!(left, [".ckpt.tmp-1", ".other.tmp-999999999"], "{left:?}");
+
+    // A save cut between its two renames: the previous checkpoint is parked as `.old-<pid>`
+    // and `dir` is gone. The next restore puts it back instead of deleting it.
+    std::fs::rename(&dir, tmp.path().join(".ckpt.old-999999997")).unwrap();
+    let done = checkpoint::clean_stale(&dir);
+    assert!(
+        done[0].contains("restored the previous checkpoint"),
+        "{done:?}"
+    );
+    assert_eq!(checkpoint::load(&dir).unwrap().meta["step"], 2);
+}
+
+#[test]
+fn keep_last_keeps_the_newest_checkpoints_of_the_series() {
+    let tmp = tempfile::tempdir().unwrap();
+    for step in [5u64, 10, 15, 20] {
+        checkpoint::save(
+            &tmp.path().join(format!("checkpoint-{step}")),
+            &ckpt(step as f32, step),
+            |_| Ok(()),
+        )
+        .unwrap();
+    }
+    // Not ours, though named like the series: never touched.
+    std::fs::create_dir(tmp.path().join("checkpoint-1")).unwrap();
+    std::fs::write(tmp.path().join("checkpoint-1/notes.txt"), "x").unwrap();
+    let removed = checkpoint::keep_last(&tmp.path().join("checkpoint-20"), 2).unwrap();
+    let names: Vec<String> = removed
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names, ["checkpoint-5", "checkpoint-10"]);
+    for (n, there) in [(1, true), (5, false), (10, false), (15, true), (20, true)] {
+        assert_eq!(
+            tmp.path().join(format!("checkpoint-{n}")).exists(),
+            there,
+            "{n}"
+        );
+    }
+    assert!(checkpoint::keep_last(&tmp.path().join("final"), 2).is_err());
+}
+
+#[test]
+fn a_changed_config_is_refused_by_name_unless_safe_or_forced() {
+    use workbench_core::train::checkpoint::{ResumePolicy, TrainState};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ckpt");
+    let saved = json!({"lr": 0.001, "updates": 10, "out": "a"});
+    let state = TrainState {
+        step: Some(3),
+        config: Some(saved.clone()),
+        ..Default::default()
+    };
+    checkpoint::save_state(&dir, &state, None).unwrap();
+    let now = |v: serde_json::Value| TrainState {
+        config: Some(v),
+        ..Default::default()
+    };
+    let strict = ResumePolicy::default();
+    // `out` always may change.
+    let r = checkpoint::restore(
+        &dir,
+        &mut now(json!({"lr": 0.001, "updates": 10, "out": "b"})),
+        &strict,
+    )
+    .unwrap();
+    assert_eq!(r.step, Some(3));
+    assert_eq!(r.changed, ["out: \"a\" → \"b\""]);
+    // A hyperparameter: refused by name.
+    let e = checkpoint::restore(
+        &dir,
+        &mut now(json!({"lr": 0.002, "updates": 20, "out": "a"})),
+        &strict,
+    )
+    .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("lr: 0.001 → 0.002") && msg.contains("resume_force"),
+        "{msg}"
+    );
+    assert!(msg.contains("updates: 10 → 20"), "{msg}");
+    // Declared safe: applied and reported.
+    let safe = ResumePolicy {
+        safe: vec!["updates".into()],
+        force: false,
+    };
+    let r = checkpoint::restore(
+        &dir,
+        &mut now(json!({"lr": 0.001, "updates": 20, "out": "a"})),
+        &safe,
+    )
+    .unwrap();
+    assert_eq!(r.changed, ["updates: 10 → 20"]);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("applying: updates")),
+        "{:?}",
+        r.warnings
+    );
+    // Forced: everything applies, each reported.
+    let force = ResumePolicy {
+        safe: vec![],
+        force: true,
+    };
+    let r = checkpoint::restore(
+        &dir,
+        &mut now(json!({"lr": 0.002, "updates": 10, "out": "a"})),
+        &force,
+    )
+    .unwrap();
+    assert_eq!(r.changed, ["lr: 0.001 → 0.002"]);
+}

@@ -347,3 +347,34 @@ fn countdown_generator() {
     let bad = countdown::CountdownOptions { count: 1, ..opts };
     assert!(countdown::generate(1, 1, &bad).is_err());
 }
+
+/// The content hashes of `hygiene::TEST_SETS` are those of the files shipped in `data/`, and
+/// every shipped test file is in the table.
+#[test]
+fn shipped_test_set_table_matches_the_data_folder() {
+    use workbench_core::data::hygiene::{shipped_test_set, TEST_SETS};
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
+    for t in TEST_SETS {
+        let found = shipped_test_set(&data.join(t.file)).unwrap();
+        assert_eq!(found, Some(*t), "{}", t.file);
+    }
+    let mut shipped = 0;
+    for e in std::fs::read_dir(&data).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().to_string();
+        if name.contains("_test.") {
+            shipped += 1;
+            assert!(
+                TEST_SETS.iter().any(|t| t.file == name),
+                "{name} not in TEST_SETS"
+            );
+        }
+    }
+    assert_eq!(shipped, TEST_SETS.len());
+    // An edited copy is not recognised.
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("x.jsonl");
+    let mut bytes = std::fs::read(data.join("gsm8k_test.jsonl")).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&p, bytes).unwrap();
+    assert_eq!(shipped_test_set(&p).unwrap(), None);
+}

@@ -14,11 +14,12 @@ use crate::api;
 /// The `.rhai` files of `stdlib/`, embedded so imports work from any directory.
 pub const STDLIB: &[(&str, &str)] = &[
     ("util", include_str!("../../stdlib/util.rhai")),
-    ("rl", include_str!("../../stdlib/rl.rhai")),
     ("trainer", include_str!("../../stdlib/trainer.rhai")),
+    ("judge", include_str!("../../stdlib/judge.rhai")),
+    ("objectives", include_str!("../../stdlib/objectives.rhai")),
     ("sft_data", include_str!("../../stdlib/sft_data.rhai")),
-    ("mdpo_steps", include_str!("../../stdlib/mdpo_steps.rhai")),
-    ("hints", include_str!("../../stdlib/hints.rhai")),
+    ("mdpo", include_str!("../../stdlib/mdpo.rhai")),
+    ("igpo", include_str!("../../stdlib/igpo.rhai")),
 ];
 
 /// Resolves `import "name"`: next to the importing script, then the folders of
@@ -63,7 +64,16 @@ impl ModuleResolver for WorkbenchResolver {
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         let places = WorkbenchResolver::candidates(source, path);
-        let (text, origin) = if let Some(p) = places.iter().find(|p| p.is_file()) {
+        // A script never imports itself: `scripts/mdpo.rhai` importing "mdpo" means the stdlib's.
+        let itself = |p: &&PathBuf| {
+            source.is_some_and(|s| {
+                let (a, b) = (Path::new(s).canonicalize(), p.canonicalize());
+                a.is_ok() && a.ok() == b.ok()
+            })
+        };
+        let (text, origin) = if let Some(p) =
+            places.iter().filter(|p| !itself(p)).find(|p| p.is_file())
+        {
             let text = std::fs::read_to_string(p).map_err(|e| {
                 Box::new(EvalAltResult::ErrorInModule(
                     path.into(),
@@ -160,7 +170,7 @@ pub fn new_engine_with(overrides: Arc<Mutex<Overrides>>) -> Engine {
         .with_comments([
             "/// The script's configuration: `let CONFIG = config(#{ lr: 1e-3, steps: 10 });`\n\
              /// returns the defaults with every `--set key=value` of the command line merged over\n\
-             /// them (an unknown key warns, a value of another type than its default is an error).",
+             /// them (an unknown key or a value of another type than its default is an error).",
         ])
         .with_params_info(["defaults: Map", "Map"])
         .register_into_engine(
@@ -174,8 +184,9 @@ pub fn new_engine_with(overrides: Arc<Mutex<Overrides>>) -> Engine {
     engine
 }
 
-/// Merges `--set` values over a script's defaults: an unknown key warns (and is added), an
-/// integer given for a float default is widened, any other type change is an error.
+/// Merges `--set` values over a script's defaults: an unknown key is an error naming it and
+/// the known ones (a misspelt hyperparameter must stop a run, not be ignored), an integer given
+/// for a float default is widened, any other type change is an error.
 pub fn merge_config(
     mut defaults: Map,
     values: &[(String, Dynamic)],
@@ -183,12 +194,13 @@ pub fn merge_config(
     for (k, v) in values {
         match defaults.get(k.as_str()) {
             None => {
-                let known: Vec<String> = defaults.keys().map(|k| k.to_string()).collect();
-                eprintln!(
-                    "warning: --set {k}: the script's CONFIG has no key `{k}` (known: {})",
+                let mut known: Vec<String> = defaults.keys().map(|k| k.to_string()).collect();
+                known.sort();
+                return Err(format!(
+                    "--set {k}: unknown key; this script's CONFIG has: {}",
                     known.join(", ")
-                );
-                defaults.insert(k.as_str().into(), v.clone());
+                )
+                .into());
             }
             Some(d) => {
                 let v = if d.is_float() && v.is_int() {

@@ -15,6 +15,7 @@
 //! order is stable for a given `rand` version (pinned in Cargo.lock).
 
 pub mod dataset;
+pub mod hygiene;
 pub mod load;
 
 pub use dataset::{Batch, BatchOptions, Batcher, Cursor, Dataset, Example, Origin};

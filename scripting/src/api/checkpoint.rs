@@ -1,22 +1,26 @@
-//! `save_checkpoint` and `resume`: the whole training state of a script (trainable weights,
-//! optimizer, data loader, random generators, LoRA dropout stream, step, config, extra values)
-//! in one atomically written folder, restored in place so a run continues bit for bit.
+//! `save_checkpoint`, `checkpoint_policy` and `resume`: the script side of
+//! `workbench_core::train::checkpoint` (the whole training state of a run — trainable weights,
+//! optimizer, data loader, random generators, LoRA dropout stream, step, config, extra values —
+//! in one atomically written folder, restored in place so a run continues bit for bit). This
+//! file only turns a state map into the core's borrowed `TrainState`.
 
-use std::collections::HashMap;
 use std::path::Path;
+use std::sync::MutexGuard;
 
-use candle_core::Tensor;
+use rand_chacha::ChaCha12Rng;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
-use serde_json::{json, Value};
-use workbench_core::data::Cursor;
-use workbench_core::train::checkpoint::{self, Checkpoint};
+use serde_json::Value;
+use workbench_core::train::checkpoint::{
+    self, LoaderPart, ModelPart, ResumePolicy, SaveOptions, TrainState,
+};
+use workbench_core::train::optim::AdamW;
 
-use super::convert::{dynamic_to_json, err, json_to_dynamic, script_err, RResult};
-use super::data::ScriptLoader;
+use super::convert::{dynamic_to_json, err, json_to_dynamic, RResult};
+use super::data::{LoaderState, ScriptLoader};
 use super::model::ScriptModel;
 use super::optim::ScriptOptimizer;
-use super::tensor::ScriptRng;
+use super::tensor::{register_param, ScriptRng};
 
 const KEYS: &[&str] = &[
     "model",
@@ -27,9 +31,10 @@ const KEYS: &[&str] = &[
     "step",
     "config",
     "extra",
+    "synced_base",
 ];
 
-/// The typed parts of a state map.
+/// The typed parts of a state map (shared handles; locked by [`with_state`]).
 struct Parts {
     model: Option<ScriptModel>,
     optimizer: Option<ScriptOptimizer>,
@@ -38,6 +43,7 @@ struct Parts {
     step: Option<i64>,
     config: Option<Value>,
     extra: Option<Value>,
+    synced_base: bool,
 }
 
 fn typed<T: Clone + 'static>(state: &Map, key: &str, ty: &str, what: &str) -> RResult<Option<T>> {
@@ -54,13 +60,11 @@ fn typed<T: Clone + 'static>(state: &Map, key: &str, ty: &str, what: &str) -> RR
 }
 
 fn parts(state: &Map, what: &str) -> RResult<Parts> {
-    for k in state.keys() {
-        if !KEYS.contains(&k.as_str()) {
-            return Err(err(format!(
-                "{what}: unknown state key `{k}`; accepted: {}",
-                KEYS.join(", ")
-            )));
-        }
+    if let Some(k) = state.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(err(format!(
+            "{what}: unknown state key `{k}`; accepted: {}",
+            KEYS.join(", ")
+        )));
     }
     let mut rngs = Vec::new();
     if let Some(g) = typed::<ScriptRng>(state, "rng", "Rng", what)? {
@@ -77,344 +81,72 @@ fn parts(state: &Map, what: &str) -> RResult<Parts> {
             rngs.push((Some(name.to_string()), g));
         }
     }
-    let step = match state.get("step") {
-        None => None,
-        Some(v) => Some(v.as_int().map_err(|_| {
-            err(format!(
-                "{what}: `step` must be an integer, found {}",
-                v.type_name()
-            ))
-        })?),
-    };
     Ok(Parts {
         model: typed(state, "model", "Model", what)?,
         optimizer: typed(state, "optimizer", "Optimizer", what)?,
         loader: typed(state, "loader", "DataLoader", what)?,
         rngs,
-        step,
+        step: typed(state, "step", "integer", what)?,
         config: state.get("config").map(dynamic_to_json),
         extra: state.get("extra").map(dynamic_to_json),
+        synced_base: typed(state, "synced_base", "bool", what)?.unwrap_or(false),
     })
 }
 
-fn rng_key(name: &Option<String>) -> String {
-    match name {
-        None => "rng".to_string(),
-        Some(n) => format!("rngs.{n}"),
-    }
-}
-
-/// Saves `state` (see the module docs) into the folder `dir`.
-fn save(dir: &str, state: &Map) -> RResult<()> {
-    let p = parts(state, "save_checkpoint")?;
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    let mut meta = serde_json::Map::new();
-    if let Some(step) = p.step {
-        meta.insert("step".into(), step.into());
-    }
-    if let Some(m) = &p.model {
-        let vars = m.model.trainable_vars();
-        if vars.is_empty() {
-            return Err(err(
-                "save_checkpoint: the model has nothing to train (add LoRA adapters or load it `trainable`)",
-            ));
-        }
-        for (n, v) in &vars {
-            tensors.insert(format!("model.{n}"), v.as_tensor().detach());
-        }
-        let (seed, drawn) = m.model.dropout_state();
-        meta.insert(
-            "model".into(),
-            json!({
-                "dir": m.dir.display().to_string(),
-                "var_names": vars.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-                "dropout": {"seed": seed.to_string(), "drawn": drawn.to_string()},
-                "lora": m.model.lora_config(),
-            }),
-        );
-    }
-    if let Some(o) = &p.optimizer {
-        let opt = o.lock()?;
-        for (n, t) in opt.state_tensors() {
-            tensors.insert(format!("optim.{n}"), t);
-        }
-        meta.insert("optimizer".into(), opt.state_json());
-    }
-    for (name, g) in &p.rngs {
-        let s = checkpoint::rng_state(&*g.rng.lock().map_err(script_err)?);
-        let s = json!({"created_with_seed": g.seed, "state": s});
-        match name {
-            None => {
-                meta.insert("rng".into(), s);
-            }
-            Some(n) => {
-                meta.entry("rngs")
-                    .or_insert_with(|| json!({}))
-                    .as_object_mut()
-                    .map(|o| o.insert(n.clone(), s));
-            }
-        }
-    }
-    if let Some(l) = &p.loader {
-        let l = l.lock()?;
-        meta.insert(
-            "loader".into(),
-            json!({
-                "cursor": l.cursor,
-                "rows": l.rows.len(),
-                "batch_size": l.options.batch_size,
-                "shuffle": l.options.shuffle,
-                "drop_last": l.options.drop_last,
-            }),
-        );
-    }
-    if let Some(c) = p.config {
-        meta.insert("config".into(), c);
-    }
-    if let Some(e) = p.extra {
-        meta.insert("extra".into(), e);
-    }
-    let ckpt = Checkpoint {
-        tensors,
-        meta: Value::Object(meta),
+/// Locks every part of `p` and hands the core's borrowed view of them to `f`.
+fn with_state<R>(
+    p: &Parts,
+    what: &str,
+    f: impl FnOnce(&mut TrainState) -> anyhow::Result<R>,
+) -> RResult<R> {
+    let busy = |key: &str| {
+        err(format!(
+            "{what}: `{key}` is in use (the same object twice in the state?)"
+        ))
     };
-    let model = p.model.clone();
-    checkpoint::save(Path::new(dir), &ckpt, |tmp| {
-        if let Some(m) = &model {
-            if m.model.lora_config().is_some() {
-                m.model
-                    .save_adapters(&tmp.join("adapter"), &m.dir.display().to_string())?;
-            }
-        }
-        Ok(())
-    })
-    .map_err(|e| err(format!("save_checkpoint: {e:#}")))
-}
-
-/// The keys of two JSON objects whose values differ (or the whole value when not objects).
-fn config_diff(saved: &Value, now: &Value) -> Vec<String> {
-    match (saved.as_object(), now.as_object()) {
-        (Some(a), Some(b)) => {
-            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            keys.into_iter()
-                .filter(|k| a.get(*k) != b.get(*k))
-                .map(|k| {
-                    let show = |v: Option<&Value>| v.map_or("(absent)".into(), |v| v.to_string());
-                    format!("{k}: {} → {}", show(a.get(k)), show(b.get(k)))
-                })
-                .collect()
-        }
-        _ if saved != now => vec![format!("{saved} → {now}")],
-        _ => Vec::new(),
-    }
-}
-
-fn resume_impl(dir: &str, state: &Map) -> RResult<Map> {
-    let w = "resume";
-    let p = parts(state, w)?;
-    let ck = checkpoint::load(Path::new(dir)).map_err(|e| err(format!("{w}: {e:#}")))?;
-    let tfile = Path::new(dir)
-        .join(checkpoint::TENSORS_FILE)
-        .display()
-        .to_string();
-    let mfile = Path::new(dir)
-        .join(checkpoint::META_FILE)
-        .display()
-        .to_string();
-    let meta = &ck.meta;
-    let mut warnings: Vec<String> = Vec::new();
-    let mut model_t: HashMap<String, Tensor> = HashMap::new();
-    let mut optim_t: HashMap<String, Tensor> = HashMap::new();
-    for (n, t) in &ck.tensors {
-        if let Some(s) = n.strip_prefix("model.") {
-            model_t.insert(s.to_string(), t.clone());
-        } else if let Some(s) = n.strip_prefix("optim.") {
-            optim_t.insert(s.to_string(), t.clone());
-        } else {
-            return Err(err(format!("{w}: {tfile}: unexpected tensor `{n}`")));
-        }
-    }
-    for key in ["model", "optimizer", "loader", "rng", "rngs"] {
-        let given = match key {
-            "model" => p.model.is_some(),
-            "optimizer" => p.optimizer.is_some(),
-            "loader" => p.loader.is_some(),
-            "rng" => p.rngs.iter().any(|(n, _)| n.is_none()),
-            _ => p.rngs.iter().any(|(n, _)| n.is_some()),
-        };
-        if !given && meta.get(key).is_some() {
-            warnings.push(format!(
-                "the checkpoint holds `{key}` but the state map has none: not restored"
-            ));
-        }
-    }
-
-    // 1. Check everything before changing anything.
-    let mut model_plan = None;
-    if let Some(m) = &p.model {
-        let mm = meta
-            .get("model")
-            .ok_or_else(|| err(format!("{w}: {mfile} holds no model state")))?;
-        let vars = m.model.trainable_vars();
-        let mut problems = Vec::new();
-        for (n, v) in &vars {
-            match model_t.get(n) {
-                None => problems.push(format!("`{n}` is missing")),
-                Some(t) if t.dims() != v.dims() => problems.push(format!(
-                    "`{n}` has shape {:?}, the model {:?}",
-                    t.dims(),
-                    v.dims()
-                )),
-                _ => {}
-            }
-        }
-        let mut unknown: Vec<&String> = model_t
-            .keys()
-            .filter(|k| !vars.iter().any(|(n, _)| n == *k))
-            .collect();
-        unknown.sort();
-        for k in unknown {
-            problems.push(format!("`{k}` is not a trainable variable of this model"));
-        }
-        if !problems.is_empty() {
-            let shown: Vec<String> = problems.iter().take(6).cloned().collect();
-            return Err(err(format!(
-                "{w}: {tfile} does not fit this model (a checkpoint of another model or adapter setup?): {}{}",
-                shown.join("; "),
-                if problems.len() > 6 {
-                    format!("; … {} more", problems.len() - 6)
-                } else {
-                    String::new()
-                }
-            )));
-        }
-        let lora_now = serde_json::to_value(m.model.lora_config()).map_err(script_err)?;
-        if let Some(saved) = mm.get("lora") {
-            if *saved != lora_now {
-                return Err(err(format!(
-                    "{w}: {mfile}: the checkpoint's LoRA config {saved} differs from the model's {lora_now}"
-                )));
-            }
-        }
-        let num = |v: Option<&Value>, what: &str| -> RResult<u64> {
-            v.and_then(Value::as_str)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| err(format!("{w}: {mfile}: invalid `model.dropout.{what}`")))
-        };
-        let d = mm.get("dropout");
-        let seed = num(d.and_then(|d| d.get("seed")), "seed")?;
-        let drawn = num(d.and_then(|d| d.get("drawn")), "drawn")?;
-        let (seed_now, _) = m.model.dropout_state();
-        if seed != seed_now {
-            return Err(err(format!(
-                "{w}: {mfile}: the checkpoint's dropout seed is {seed}, the model's {seed_now}; call `m.seed_dropout({seed})` before resume"
-            )));
-        }
-        model_plan = Some((m, seed, drawn));
-    }
-    let mut rng_plan = Vec::new();
+    let mut opt: Option<MutexGuard<'_, AdamW>> = match &p.optimizer {
+        Some(o) => Some(o.0.try_lock().map_err(|_| busy("optimizer"))?),
+        None => None,
+    };
+    let mut loader: Option<MutexGuard<'_, LoaderState>> = match &p.loader {
+        Some(l) => Some(l.0.try_lock().map_err(|_| busy("loader"))?),
+        None => None,
+    };
+    let mut rngs: Vec<(Option<String>, MutexGuard<'_, ChaCha12Rng>)> = Vec::new();
     for (name, g) in &p.rngs {
-        let key = rng_key(name);
-        let saved = match name {
-            None => meta.get("rng"),
-            Some(n) => meta.get("rngs").and_then(|r| r.get(n)),
-        }
-        .ok_or_else(|| err(format!("{w}: {mfile} holds no `{key}`")))?;
-        let st = saved
-            .get("state")
-            .ok_or_else(|| err(format!("{w}: {mfile}: `{key}` has no \"state\"")))?;
-        let r = checkpoint::rng_restore(st)
-            .map_err(|e| err(format!("{w}: {mfile}: `{key}`: {e:#}")))?;
-        rng_plan.push((g, r));
+        let key = name
+            .as_ref()
+            .map_or("rng".to_string(), |n| format!("rngs.{n}"));
+        rngs.push((name.clone(), g.rng.try_lock().map_err(|_| busy(&key))?));
     }
-    let mut loader_plan = None;
-    if let Some(l) = &p.loader {
-        let lm = meta
-            .get("loader")
-            .ok_or_else(|| err(format!("{w}: {mfile} holds no loader state")))?;
-        let cursor: Cursor = serde_json::from_value(lm.get("cursor").cloned().unwrap_or_default())
-            .map_err(|e| err(format!("{w}: {mfile}: invalid loader cursor: {e}")))?;
-        let st = l.lock()?;
-        if lm.get("rows").and_then(Value::as_u64) != Some(st.rows.len() as u64) {
-            warnings.push(format!(
-                "the loader had {} rows when saved, {} now: the order differs",
-                lm.get("rows").unwrap_or(&Value::Null),
-                st.rows.len()
-            ));
-        }
-        if lm.get("batch_size").and_then(Value::as_u64) != Some(st.options.batch_size as u64) {
-            warnings.push(format!(
-                "the loader's batch size was {} when saved, {} now",
-                lm.get("batch_size").unwrap_or(&Value::Null),
-                st.options.batch_size
-            ));
-        }
-        if cursor.position > st.rows.len() {
-            return Err(err(format!(
-                "{w}: {mfile}: the loader cursor is at row {} but the loader has {} rows",
-                cursor.position,
-                st.rows.len()
-            )));
-        }
-        loader_plan = Some((l, cursor));
-    }
-    if let (Some(now), Some(saved)) = (&p.config, meta.get("config")) {
-        let diff = config_diff(saved, now);
-        if !diff.is_empty() {
-            warnings.push(format!(
-                "the config differs from the checkpoint's: {}",
-                diff.join(", ")
-            ));
-        }
-    }
+    let mut state = TrainState {
+        model: p.model.as_ref().map(|m| ModelPart {
+            model: &m.model,
+            base_dir: m.dir.display().to_string(),
+            synced_base: p.synced_base,
+        }),
+        optimizer: opt.as_deref_mut(),
+        loader: loader.as_deref_mut().map(|l| LoaderPart {
+            rows: l.rows.len(),
+            batch_size: l.options.batch_size,
+            shuffle: l.options.shuffle,
+            drop_last: l.options.drop_last,
+            cursor: &mut l.cursor,
+        }),
+        rngs: rngs
+            .iter_mut()
+            .map(|(n, g)| (n.clone(), &mut **g))
+            .collect(),
+        step: p.step,
+        config: p.config.clone(),
+        extra: p.extra.clone(),
+    };
+    f(&mut state).map_err(|e| err(format!("{what}: {e:#}")))
+}
 
-    // 2. Apply: the optimizer first (it checks and changes nothing on error).
-    if let Some(o) = &p.optimizer {
-        let json = meta
-            .get("optimizer")
-            .ok_or_else(|| err(format!("{w}: {mfile} holds no optimizer state")))?;
-        o.lock()?
-            .load_state(&optim_t, json)
-            .map_err(|e| err(format!("{w}: {dir}: {e:#}")))?;
-    }
-    if let Some((m, seed, drawn)) = model_plan {
-        m.model
-            .set_trainable(&model_t)
-            .map_err(|e| err(format!("{w}: {tfile}: {e:#}")))?;
-        // The dropout counter is shared by every view of the model: setting it on a copy sets
-        // it for the script's model value too (the seed is checked equal above).
-        let mut inner = (*m.model).clone();
-        inner.set_dropout_state(seed, drawn);
-    }
-    for (g, r) in rng_plan {
-        *g.rng.lock().map_err(script_err)? = r;
-    }
-    if let Some((l, cursor)) = loader_plan {
-        l.lock()?.set_cursor(cursor).map_err(err)?;
-    }
-    for wn in &warnings {
-        eprintln!("warning: resume {dir}: {wn}");
-    }
-    let mut out = Map::new();
-    out.insert(
-        "step".into(),
-        meta.get("step").map_or(Dynamic::UNIT, json_to_dynamic),
-    );
-    out.insert(
-        "config".into(),
-        meta.get("config").map_or(Dynamic::UNIT, json_to_dynamic),
-    );
-    out.insert(
-        "extra".into(),
-        meta.get("extra").map_or(Dynamic::UNIT, json_to_dynamic),
-    );
-    out.insert(
-        "warnings".into(),
-        Dynamic::from(warnings.into_iter().map(Dynamic::from).collect::<Array>()),
-    );
-    Ok(out)
+/// `opts` as JSON for a core options struct (which refuses unknown keys by name).
+fn options(opts: &Map) -> Value {
+    dynamic_to_json(&Dynamic::from(opts.clone()))
 }
 
 #[export_module]
@@ -426,24 +158,90 @@ mod checkpoint_api {
     /// with any of: `model` (its trainable variables, LoRA config and dropout stream; a LoRA
     /// model also gets a PEFT export in `dir/adapter/`), `optimizer`, `loader` (its cursor),
     /// `rng` or `rngs` (a map of generators; their exact positions), `step`, `config` and
-    /// `extra` (any JSON-able values). Files: `state.safetensors`, `state.json`.
+    /// `extra` (any JSON-able values), `synced_base` (true: also the base matrices under the
+    /// adapters, for runs whose reference sync merged adapters into the base). Files:
+    /// `state.safetensors`, `state.json`. A non-empty `dir` that is not a checkpoint is
+    /// refused; folders left by an interrupted save are removed.
     #[rhai_fn(return_raw)]
     pub fn save_checkpoint(dir: &str, state: Map) -> RResult<()> {
-        save(dir, &state)
+        let p = parts(&state, "save_checkpoint")?;
+        with_state(&p, "save_checkpoint", |s| {
+            checkpoint::save_state(Path::new(dir), s, None)
+        })
+    }
+    /// `save_checkpoint(dir, state)` with options: `keep_last` (keep only the newest N
+    /// checkpoints of `dir`'s series, the sibling folders named like `dir` up to its final
+    /// `-<number>`, e.g. `checkpoint-*`).
+    #[rhai_fn(name = "save_checkpoint", return_raw)]
+    pub fn save_checkpoint_with(dir: &str, state: Map, opts: Map) -> RResult<()> {
+        let o: SaveOptions = serde_json::from_value(options(&opts))
+            .map_err(|e| err(format!("save_checkpoint: options: {e}")))?;
+        let p = parts(&state, "save_checkpoint")?;
+        with_state(&p, "save_checkpoint", |s| {
+            checkpoint::save_state(Path::new(dir), s, o.keep_last)
+        })
+    }
+    /// The policy to resume into from the checkpoint `dir`: `m` itself, or, when the
+    /// checkpoint carries a synced reference base (a run with reference sync), `m` rebuilt on
+    /// that base with fresh adapters of the checkpoint's LoRA config. Call it before building
+    /// the optimizer; `resume` then restores the values.
+    #[rhai_fn(return_raw)]
+    pub fn checkpoint_policy(dir: &str, m: ScriptModel) -> RResult<ScriptModel> {
+        let rebuilt = checkpoint::synced_policy(Path::new(dir), &m.model)
+            .map_err(|e| err(format!("checkpoint_policy: {e:#}")))?;
+        Ok(match rebuilt {
+            None => m,
+            Some(model) => {
+                for (_, v) in model.trainable_vars() {
+                    register_param(v.as_tensor());
+                }
+                ScriptModel {
+                    model: std::sync::Arc::new(model),
+                    tokenizer: m.tokenizer.clone(),
+                    dir: m.dir.clone(),
+                }
+            }
+        })
     }
     /// Restores a `save_checkpoint` folder into the objects of `state` in place (same keys as
     /// `save_checkpoint`): model weights and dropout stream, optimizer moments and step count,
-    /// generator positions and the loader's cursor, so the run continues bit for bit. Names and
-    /// shapes are checked before anything changes. Returns `#{step, config, extra, warnings}`
-    /// (the saved values; `warnings` lists, e.g., config keys that differ from `state.config`):
-    /// continue from `step + 1`.
+    /// generator positions and the loader's cursor, so the run continues bit for bit. Names,
+    /// shapes and `state.config` against the saved config are checked before anything changes:
+    /// a changed key is refused by name (keys `out`, `resume_from`, `resume`, `resume_force`,
+    /// `keep_last` may always change). Returns `#{step, config, extra, changed, warnings}`
+    /// (the saved values; `changed` lists the keys that differ and apply): continue from
+    /// `step + 1`.
     #[rhai_fn(return_raw)]
     pub fn resume(dir: &str, state: Map) -> RResult<Map> {
-        resume_impl(dir, &state)
+        resume_with(dir, state, Map::new())
+    }
+    /// `resume(dir, state)` with options: `safe` (config keys that may change and are applied,
+    /// e.g. `["updates", "eval_every"]`), `force` (apply every changed key; each is reported).
+    #[rhai_fn(name = "resume", return_raw)]
+    pub fn resume_with(dir: &str, state: Map, opts: Map) -> RResult<Map> {
+        let policy: ResumePolicy = serde_json::from_value(options(&opts))
+            .map_err(|e| err(format!("resume: options: {e}")))?;
+        let p = parts(&state, "resume")?;
+        let r = with_state(&p, "resume", |s| {
+            checkpoint::restore(Path::new(dir), s, &policy)
+        })?;
+        for w in &r.warnings {
+            eprintln!("warning: resume {dir}: {w}");
+        }
+        let json = |v: &Option<Value>| v.as_ref().map_or(Dynamic::UNIT, json_to_dynamic);
+        let list =
+            |v: &[String]| Dynamic::from(v.iter().cloned().map(Dynamic::from).collect::<Array>());
+        let mut out = Map::new();
+        out.insert("step".into(), r.step.map_or(Dynamic::UNIT, Dynamic::from));
+        out.insert("config".into(), json(&r.config));
+        out.insert("extra".into(), json(&r.extra));
+        out.insert("changed".into(), list(&r.changed));
+        out.insert("warnings".into(), list(&r.warnings));
+        Ok(out)
     }
 }
 
-/// Registers `save_checkpoint` and `resume`.
+/// Registers `save_checkpoint`, `checkpoint_policy` and `resume`.
 pub fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(checkpoint_api).into());
 }

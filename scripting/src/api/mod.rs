@@ -6,6 +6,7 @@ pub mod convert;
 pub mod data;
 pub mod estimators;
 pub mod hints;
+pub mod hygiene;
 pub mod io;
 pub mod losses;
 pub mod model;
@@ -34,6 +35,7 @@ pub fn register_all(engine: &mut Engine) {
     runlog::register(engine);
     data::register(engine);
     checkpoint::register(engine);
+    hygiene::register(engine);
     toy::register(engine);
     plot::register(engine);
 }
