@@ -309,7 +309,9 @@ mod estimators_api {
     /// LLaDA's SFT loss on `ids` [B, T]: the pretraining noise on the answer only, loss =
     /// mean over rows of Σ_masked CE / p_mask / answer length. `answer` is a [B, T] 0/1 mask
     /// (1 on the answer, EOS padding included) or a flat array of B prompt lengths. Options:
-    /// `seed` (default 0), `eps` (default 1e-3). Returns `#{loss, num_masked}`.
+    /// `seed` (default 0), `eps` (default 1e-3), `normaliser`: `"per_row"` (default, LLaDA's
+    /// mean over rows of CE / p_mask / answer length) or `"batch_tokens"` (d1's
+    /// `SFT/sft_trainer.py`: the batch sum / (B·T − prompt tokens)). Returns `#{loss, num_masked}`.
     #[rhai_fn(return_raw)]
     pub fn sft_loss(
         model: &mut ScriptModel,
@@ -318,7 +320,18 @@ mod estimators_api {
         opts: Map,
     ) -> RResult<Map> {
         let w = "sft_loss";
-        check_keys(&opts, &["seed", "eps"], w)?;
+        check_keys(&opts, &["seed", "eps", "normaliser"], w)?;
+        let norm = match opts
+            .get("normaliser")
+            .map(|v| v.clone().into_string().unwrap_or_else(|_| v.to_string()))
+            .as_deref()
+        {
+            None | Some("per_row") => sft::SftNormaliser::PerRow,
+            Some("batch_tokens") => sft::SftNormaliser::BatchTokens,
+            Some(other) => return Err(err(format!(
+                "sft_loss: unknown normaliser `{other}`; expected \"per_row\" or \"batch_tokens\""
+            ))),
+        };
         let ids = tensor_arg(&ids, "sft_loss: ids")?;
         let (b, len) = ids
             .dims2()
@@ -338,14 +351,62 @@ mod estimators_api {
             }
             _ => tensor_arg(&answer, "sft_loss: answer")?,
         };
-        sft::sft_loss(
+        sft::sft_loss_with(
             &model.model,
             &ids,
             &answer.to_dtype(DType::F32).map_err(script_err)?,
             opt_seed(&opts, w)?,
             opt_f64(&opts, "eps", sft::PRETRAIN_EPS, w)?,
+            norm,
         )
         .map(loss_map)
+        .map_err(fail(w))
+    }
+
+    /// The one-step estimator on a given input `input` [B, P + L] (e.g. a recorded noisy
+    /// sequence): one forward and log π of `completion` [B, L] at the last L positions.
+    /// Options: `attention_mask` [B, P + L]. Returns `#{logp: [B, L], mask: [B, L]}`.
+    #[rhai_fn(return_raw)]
+    pub fn logp_on_input(
+        model: &mut ScriptModel,
+        input: Dynamic,
+        completion: Dynamic,
+        opts: Map,
+    ) -> RResult<Map> {
+        let w = "logp_on_input";
+        check_keys(&opts, &["attention_mask"], w)?;
+        let attn = opt_attention(&opts, w)?;
+        est::logp_on_input(
+            &model.model,
+            &tensor_arg(&input, "logp_on_input: input")?,
+            &tensor_arg(&completion, "logp_on_input: completion")?,
+            attn.as_ref(),
+        )
+        .map(estimate_map)
+        .map_err(fail(w))
+    }
+
+    /// Per-token entropy `[B, L]` (detached) of the prediction for a fully masked completion of
+    /// `len` tokens after the clean `prompt` [B, P]: what IGPO's entropy filter ranks hint
+    /// positions by. Options: `attention_mask` [B, P + L] (IGPO's trainer passes none).
+    #[rhai_fn(return_raw)]
+    pub fn masked_entropy(
+        model: &mut ScriptModel,
+        prompt: Dynamic,
+        len: i64,
+        opts: Map,
+    ) -> RResult<ScriptTensor> {
+        let w = "masked_entropy";
+        check_keys(&opts, &["attention_mask"], w)?;
+        let attn = opt_attention(&opts, w)?;
+        let len = usize::try_from(len).map_err(|_| err(format!("{w}: len must be >= 0")))?;
+        est::masked_entropy(
+            &model.model,
+            &tensor_arg(&prompt, "masked_entropy: prompt")?,
+            len,
+            attn.as_ref(),
+        )
+        .map(ScriptTensor::new)
         .map_err(fail(w))
     }
 }

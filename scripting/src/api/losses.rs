@@ -56,9 +56,10 @@ fn clipped(
     let level = match opt_str(opts, "level", "token")?.as_str() {
         "token" => RatioLevel::Token,
         "sequence" | "seq" => RatioLevel::Sequence,
+        "sequence_masked" => RatioLevel::SequenceMasked,
         other => {
             return Err(err(format!(
-                "clipped_loss: unknown level `{other}`; expected \"token\" or \"sequence\""
+                "clipped_loss: unknown level `{other}`; expected \"token\", \"sequence\" or \"sequence_masked\""
             )))
         }
     };
@@ -87,6 +88,11 @@ fn reduce_with(
 ) -> RResult<ScriptTensor> {
     let reduction = match mode {
         "token_mean" => Reduction::TokenMean,
+        "micro_batch_token_mean" => Reduction::MicroBatchTokenMean {
+            rows: constant.ok_or_else(|| {
+                err("reduce_loss: mode \"micro_batch_token_mean\" needs the option `rows` (d1: the group size)")
+            })? as usize,
+        },
         "seq_mean" => Reduction::SeqMean,
         "constant" => Reduction::Constant(constant.ok_or_else(|| {
             err("reduce_loss: mode \"constant\" needs the option `constant` (e.g. the max completion length)")
@@ -121,19 +127,31 @@ mod losses_api {
         group_adv(&rewards, group, &opts)
     }
     /// MDPO per-step advantages of step rewards `[G, T]`:
-    /// `A[k,t] = (r[k,t] − r[k,t−1]) + mean(r[k,t+1..])` with `r[k,−1] = 0`, last step `r[k,T−1]`,
-    /// then `(A − mean_k)/(std_k + 1e-4)` per step across the group (unbiased std).
+    /// `A[k,t] = (r[k,t] − r[k,t−1]) + mean(r[k,t+1..])` with `r[k,−1] = 0`, last step
+    /// `(r[k,T−1] − r[k,T−2]) + r[k,T−1]` (the released trainer), then
+    /// `(A − mean_k)/(std_k + 1e-4)` per step across the group (unbiased std).
     #[rhai_fn(name = "mdpo_advantages", return_raw)]
     pub fn mdpo_advantages1(rewards: Dynamic) -> RResult<ScriptTensor> {
         mdpo_advantages2(rewards, Map::new())
     }
-    /// MDPO per-step advantages with options `#{eps}` (the std offset, default 1e-4).
+    /// MDPO per-step advantages with options `#{eps, last_step}`: `eps` the std offset
+    /// (default 1e-4), `last_step` `"reference"` (default, the release) or `"reward"` (the
+    /// paper's `A[k,T−1] = r[k,T−1]`).
     #[rhai_fn(name = "mdpo_advantages", return_raw)]
     pub fn mdpo_advantages2(rewards: Dynamic, opts: Map) -> RResult<ScriptTensor> {
-        check_keys(&opts, &["eps"], "mdpo_advantages")?;
+        check_keys(&opts, &["eps", "last_step"], "mdpo_advantages")?;
         let r = tensor_arg(&rewards, "mdpo_advantages: rewards")?;
         let eps = opt_f64(&opts, "eps", 1e-4, "mdpo_advantages")?;
-        wl::mdpo_step_advantages(&r, eps)
+        let last = match opt_str(&opts, "last_step", "reference")?.as_str() {
+            "reference" => wl::MdpoLastStep::Reference,
+            "reward" => wl::MdpoLastStep::RewardOnly,
+            other => {
+                return Err(err(format!(
+                    "mdpo_advantages: unknown last_step `{other}`; expected \"reference\" or \"reward\""
+                )))
+            }
+        };
+        wl::mdpo_step_advantages_with(&r, eps, last)
             .map(ScriptTensor::new)
             .map_err(script_err)
     }
@@ -161,8 +179,9 @@ mod losses_api {
         clipped(&logp, &old_logp, &adv, &mask, &Map::new())
     }
     /// The clipped surrogate with options `#{eps_low: 0.2, eps_high: 0.2, level: "token"}`;
-    /// `level: "sequence"` uses the GSPO ratio `exp(mean over the row's masked tokens of
-    /// (logp − old_logp))` on every token of the row.
+    /// `level: "sequence"` uses the GSPO ratio `exp(mean over all L positions of the row of
+    /// (logp − old_logp))` on every token of the row (IGPO's release), `"sequence_masked"` the
+    /// mean over the row's masked tokens only (the GSPO paper).
     #[rhai_fn(name = "clipped_loss", return_raw)]
     pub fn clipped_loss5(
         logp: ScriptTensor,
@@ -201,18 +220,22 @@ mod losses_api {
     ) -> RResult<ScriptTensor> {
         reduce_with(&loss, &mask, mode, None)
     }
-    /// Reduces a per-token loss with options `#{mode: "token_mean" | "seq_mean" | "constant",
-    /// constant: C}`; `"constant"` is `Σ loss·mask / (B·C)` (Dr.GRPO).
+    /// Reduces a per-token loss with options `#{mode: "token_mean" | "micro_batch_token_mean" |
+    /// "seq_mean" | "constant", constant: C, rows: n}`; `"constant"` is `Σ loss·mask / (B·C)`
+    /// (Dr.GRPO); `"micro_batch_token_mean"` the token mean of every block of `rows` rows,
+    /// averaged over the blocks (d1's trainer: one group per micro-batch).
     #[rhai_fn(name = "reduce_loss", return_raw)]
     pub fn reduce_loss_opts(
         loss: ScriptTensor,
         mask: ScriptTensor,
         opts: Map,
     ) -> RResult<ScriptTensor> {
-        check_keys(&opts, &["mode", "constant"], "reduce_loss")?;
+        check_keys(&opts, &["mode", "constant", "rows"], "reduce_loss")?;
         let mode = opt_str(&opts, "mode", "token_mean")?;
         let constant = if opts.contains_key("constant") {
             Some(opt_f64(&opts, "constant", 0.0, "reduce_loss")?)
+        } else if opts.contains_key("rows") {
+            Some(opt_f64(&opts, "rows", 0.0, "reduce_loss")?)
         } else {
             None
         };
@@ -234,11 +257,11 @@ mod losses_api {
             .map(ScriptTensor::new)
             .map_err(script_err)
     }
-    /// The IGPO entropy filter: a 0/1 mask `[B, L]`, 1 outside `subset` and, inside it, 1 only
-    /// where `entropy >= quantile(subset entropies of the whole batch, 1 − tau)` (the top-`tau`
-    /// fraction; ties at the threshold kept).
-    #[rhai_fn(return_raw)]
-    pub fn entropy_filter(
+    /// The IGPO entropy filter: a 0/1 mask `[B, L]`, 1 outside `subset` and, inside it, per row
+    /// only the `max(1, floor(tau·n))` of the row's `n` subset positions with the highest
+    /// `entropy` (IGPO's trainer).
+    #[rhai_fn(name = "entropy_filter", return_raw)]
+    pub fn entropy_filter3(
         entropy: ScriptTensor,
         subset: ScriptTensor,
         tau: f64,
@@ -246,6 +269,107 @@ mod losses_api {
         wl::entropy_filter(&entropy.t, &subset.t, tau)
             .map(ScriptTensor::new)
             .map_err(script_err)
+    }
+    /// The IGPO entropy filter with options `#{cut}`: `"row_top_k"` (default, IGPO's trainer)
+    /// or `"batch_quantile"` (one threshold `quantile(subset entropies of the whole batch,
+    /// 1 − tau)`, ties kept, as TRL's `get_high_entropy_mask`).
+    #[rhai_fn(name = "entropy_filter", return_raw)]
+    pub fn entropy_filter4(
+        entropy: ScriptTensor,
+        subset: ScriptTensor,
+        tau: f64,
+        opts: Map,
+    ) -> RResult<ScriptTensor> {
+        check_keys(&opts, &["cut"], "entropy_filter")?;
+        let cut = match opt_str(&opts, "cut", "row_top_k")?.as_str() {
+            "row_top_k" => wl::EntropyCut::PerRowTopK,
+            "batch_quantile" => wl::EntropyCut::BatchQuantile,
+            other => {
+                return Err(err(format!(
+                    "entropy_filter: unknown cut `{other}`; expected \"row_top_k\" or \"batch_quantile\""
+                )))
+            }
+        };
+        wl::entropy_filter_with(&entropy.t, &subset.t, tau, cut)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+
+    /// MDPO's loss of (rollout, step) pairs, one per row, as the release computes it: `logp`,
+    /// `mask` (the tokens masked in the step's input), `conf` (the sampler's confidence per
+    /// token) `[B, L]`, `adv` `[B]`; per token `−min(ρÂ, clip(ρ)Â)·L/(n + 1e-4) + β·k2`, then
+    /// `Σ per_token·mask·conf / (Σ mask + 1e-4)`. Options: `gen_length` (L, required),
+    /// `beta` (0.02), `eps_low`/`eps_high` (0.2), `ref_logp` (needed when beta > 0),
+    /// `old_logp` (default: logp detached, ρ = 1 with the gradient of logp, μ = 1),
+    /// `kl_by_confidence` (true: the release weights the KL term by conf too). Returns
+    /// `#{loss: [B], kl: [..]}`; the release's update is the sum over pairs / the rollouts.
+    #[rhai_fn(return_raw)]
+    pub fn mdpo_loss(
+        logp: ScriptTensor,
+        adv: ScriptTensor,
+        mask: ScriptTensor,
+        conf: ScriptTensor,
+        opts: Map,
+    ) -> RResult<Map> {
+        let w = "mdpo_loss";
+        check_keys(
+            &opts,
+            &[
+                "gen_length",
+                "beta",
+                "eps_low",
+                "eps_high",
+                "ref_logp",
+                "old_logp",
+                "kl_by_confidence",
+            ],
+            w,
+        )?;
+        let d = wl::MdpoLossConfig::default();
+        let gen_length = opts
+            .get("gen_length")
+            .and_then(|v| v.as_int().ok())
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| err("mdpo_loss: `gen_length` (a positive integer) is required"))?;
+        let cfg = wl::MdpoLossConfig {
+            gen_length,
+            beta: opt_f64(&opts, "beta", d.beta, w)?,
+            eps_low: opt_f64(&opts, "eps_low", d.eps_low, w)?,
+            eps_high: opt_f64(&opts, "eps_high", d.eps_high, w)?,
+            kl_by_confidence: opt_bool(&opts, "kl_by_confidence", true)?,
+        };
+        let tensor_opt = |k: &str| -> RResult<Option<candle_core::Tensor>> {
+            match opts.get(k) {
+                None => Ok(None),
+                Some(v) if v.is_unit() => Ok(None),
+                Some(v) => tensor_arg(v, &format!("mdpo_loss: {k}")).map(Some),
+            }
+        };
+        let (rf, old) = (tensor_opt("ref_logp")?, tensor_opt("old_logp")?);
+        if cfg.beta != 0.0 && rf.is_none() {
+            return Err(err("mdpo_loss: beta > 0 needs `ref_logp`"));
+        }
+        let out = wl::mdpo_loss(
+            &logp.t,
+            old.as_ref(),
+            rf.as_ref(),
+            &adv.t,
+            &mask.t,
+            &conf.t,
+            &cfg,
+        )
+        .map_err(script_err)?;
+        let mut m = Map::new();
+        m.insert("loss".into(), Dynamic::from(ScriptTensor::new(out.loss)));
+        m.insert(
+            "kl".into(),
+            out.kl
+                .into_iter()
+                .map(Dynamic::from)
+                .collect::<Array>()
+                .into(),
+        );
+        Ok(m)
     }
 }
 

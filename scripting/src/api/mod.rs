@@ -10,6 +10,7 @@ pub mod io;
 pub mod losses;
 pub mod model;
 pub mod optim;
+pub mod parity;
 pub mod plot;
 pub mod runlog;
 pub mod sampler;
@@ -36,4 +37,5 @@ pub fn register_all(engine: &mut Engine) {
     checkpoint::register(engine);
     toy::register(engine);
     plot::register(engine);
+    parity::register(engine);
 }
