@@ -373,7 +373,8 @@ pub fn clipped_surrogate(
 }
 
 /// Settings of [`mdpo_loss`]: the released `compute_loss` (`mdpo_trainer.py` 1487–1545).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MdpoLossConfig {
     /// L, the generation length in λ_t = L / (n_t + 1e-4).
     pub gen_length: usize,

@@ -105,6 +105,74 @@ impl Default for NoiseOptions {
     }
 }
 
+/// `entropy_filter`: how the kept high-entropy positions are cut.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EntropyFilterOptions {
+    /// `"row_top_k"` (IGPO's trainer, `trainer_igpo.py` 1786-1826) or `"batch_quantile"` (TRL's
+    /// `get_high_entropy_mask`).
+    pub cut: String,
+}
+
+impl Default for EntropyFilterOptions {
+    fn default() -> Self {
+        EntropyFilterOptions {
+            cut: "row_top_k".into(),
+        }
+    }
+}
+
+impl EntropyFilterOptions {
+    /// The core cut.
+    pub fn to_cut(&self) -> Result<crate::train::losses::EntropyCut> {
+        use crate::train::losses::EntropyCut;
+        Ok(match self.cut.as_str() {
+            "row_top_k" => EntropyCut::PerRowTopK,
+            "batch_quantile" => EntropyCut::BatchQuantile,
+            other => bail!(
+                "unknown cut `{other}`; expected \"row_top_k\" or \"batch_quantile\""
+            ),
+        })
+    }
+}
+
+/// `sft_loss`: the noise of [`NoiseOptions`] plus the normaliser.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftOptions {
+    /// Seed of t and the masks.
+    pub seed: u64,
+    /// Smallest masking probability (LLaDA: 1e-3).
+    pub eps: f64,
+    /// `"per_row"` (LLaDA: mean over rows of CE / p_mask / answer length) or `"batch_tokens"`
+    /// (d1's `SFT/sft_trainer.py` 12-26: the batch sum / (B·T − prompt tokens)).
+    pub normaliser: String,
+}
+
+impl Default for SftOptions {
+    fn default() -> Self {
+        SftOptions {
+            seed: 0,
+            eps: PRETRAIN_EPS,
+            normaliser: "per_row".into(),
+        }
+    }
+}
+
+impl SftOptions {
+    /// The core normaliser.
+    pub fn to_normaliser(&self) -> Result<crate::train::sft::SftNormaliser> {
+        use crate::train::sft::SftNormaliser;
+        Ok(match self.normaliser.as_str() {
+            "per_row" => SftNormaliser::PerRow,
+            "batch_tokens" => SftNormaliser::BatchTokens,
+            other => bail!(
+                "unknown normaliser `{other}`; expected \"per_row\" or \"batch_tokens\""
+            ),
+        })
+    }
+}
+
 /// `group_advantages`: `std: true` divides the centred rewards by the group std + `eps`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -135,17 +203,35 @@ impl AdvantageOptions {
     }
 }
 
-/// `mdpo_advantages`: the std offset `eps` (1e-4).
+/// `mdpo_advantages`: the std offset `eps` (1e-4) and the last step's raw advantage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct EpsOptions {
+pub struct MdpoAdvantageOptions {
     /// Added to the per-step std.
     pub eps: f64,
+    /// `"reference"` (the release, `mdpo_trainer.py` ~849-851: `(r[T−1] − r[T−2]) + r[T−1]`)
+    /// or `"reward"` (the paper: `r[T−1]`).
+    pub last_step: String,
 }
 
-impl Default for EpsOptions {
+impl Default for MdpoAdvantageOptions {
     fn default() -> Self {
-        EpsOptions { eps: 1e-4 }
+        MdpoAdvantageOptions {
+            eps: 1e-4,
+            last_step: "reference".into(),
+        }
+    }
+}
+
+impl MdpoAdvantageOptions {
+    /// The core last-step rule.
+    pub fn to_last_step(&self) -> Result<crate::train::losses::MdpoLastStep> {
+        use crate::train::losses::MdpoLastStep;
+        Ok(match self.last_step.as_str() {
+            "reference" => MdpoLastStep::Reference,
+            "reward" => MdpoLastStep::RewardOnly,
+            other => bail!("unknown last_step `{other}`; expected \"reference\" or \"reward\""),
+        })
     }
 }
 
@@ -157,7 +243,8 @@ pub struct ClipOptions {
     pub eps_low: f64,
     /// Upper clip offset (0.2).
     pub eps_high: f64,
-    /// `"token"` (per-token ratio) or `"sequence"` (GSPO's per-row ratio).
+    /// `"token"` (per-token ratio), `"sequence"` (the row's ratio over all L positions, IGPO's
+    /// release) or `"sequence_masked"` (over the row's masked tokens only, the GSPO paper).
     pub level: String,
 }
 
@@ -177,12 +264,17 @@ impl ClipOptions {
         Ok(match self.level.as_str() {
             "token" => RatioLevel::Token,
             "sequence" | "seq" => RatioLevel::Sequence,
-            other => bail!("unknown level `{other}`; expected \"token\" or \"sequence\""),
+            "sequence_masked" => RatioLevel::SequenceMasked,
+            other => bail!(
+                "unknown level `{other}`; expected \"token\", \"sequence\" or \"sequence_masked\""
+            ),
         })
     }
 }
 
-/// `reduce_loss`: `mode` `"token_mean"`, `"seq_mean"` or `"constant"` (Σ / (B·constant)).
+/// `reduce_loss`: `mode` `"token_mean"`, `"micro_batch_token_mean"` (the token mean of every
+/// block of `rows` rows, averaged over the blocks: d1's trainer, one group per micro-batch),
+/// `"seq_mean"` or `"constant"` (Σ / (B·constant)).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReduceOptions {
@@ -190,6 +282,8 @@ pub struct ReduceOptions {
     pub mode: String,
     /// The divisor per row of `"constant"` (e.g. the max completion length; Dr.GRPO).
     pub constant: Option<f64>,
+    /// The rows of one micro-batch of `"micro_batch_token_mean"` (d1: the group size).
+    pub rows: Option<usize>,
 }
 
 impl Default for ReduceOptions {
@@ -197,6 +291,7 @@ impl Default for ReduceOptions {
         ReduceOptions {
             mode: "token_mean".into(),
             constant: None,
+            rows: None,
         }
     }
 }
@@ -206,6 +301,12 @@ impl ReduceOptions {
     pub fn to_reduction(&self) -> Result<Reduction> {
         Ok(match self.mode.as_str() {
             "token_mean" => Reduction::TokenMean,
+            "micro_batch_token_mean" => match self.rows {
+                Some(rows) => Reduction::MicroBatchTokenMean { rows },
+                None => bail!(
+                    "mode \"micro_batch_token_mean\" needs the option `rows` (d1: the group size)"
+                ),
+            },
             "seq_mean" => Reduction::SeqMean,
             "constant" => match self.constant {
                 Some(c) => Reduction::Constant(c),
@@ -214,7 +315,7 @@ impl ReduceOptions {
                 ),
             },
             other => bail!(
-                "unknown mode `{other}`; expected \"token_mean\", \"seq_mean\" or \"constant\""
+                "unknown mode `{other}`; expected \"token_mean\", \"micro_batch_token_mean\", \"seq_mean\" or \"constant\""
             ),
         })
     }

@@ -72,7 +72,7 @@ pub fn pretrain_loss(model: &Llada, ids: &Tensor, seed: u64, eps: f64) -> Result
 
 /// LLaDA's SFT loss on `ids` [B, T] with `answer_mask` [B, T] (1 on the answer, EOS padding
 /// included; 0 on the prompt, which is never masked): (1/B) Σ_rows Σ_masked answer positions
-/// CE / p_mask / answer_len.
+/// CE / p_mask / answer_len ([`sft_loss_with`] and [`SftNormaliser::PerRow`]).
 pub fn sft_loss(
     model: &Llada,
     ids: &Tensor,
@@ -80,18 +80,24 @@ pub fn sft_loss(
     seed: u64,
     eps: f64,
 ) -> Result<DiffusionLoss> {
+    sft_loss_with(model, ids, answer_mask, seed, eps, SftNormaliser::PerRow)
+}
+
+/// The SFT loss with [`draw_noise`]'s noise of `seed` and the normaliser `norm`
+/// ([`SftNormaliser::BatchTokens`] is d1's `SFT/sft_trainer.py`).
+pub fn sft_loss_with(
+    model: &Llada,
+    ids: &Tensor,
+    answer_mask: &Tensor,
+    seed: u64,
+    eps: f64,
+    norm: SftNormaliser,
+) -> Result<DiffusionLoss> {
     let (b, t) = ids
         .dims2()
         .map_err(|_| anyhow::anyhow!("ids must be a [batch, length] tensor of ids"))?;
     let noise = draw_noise(b, t, seed, eps);
-    sft_loss_on_noise(
-        model,
-        ids,
-        answer_mask,
-        &noise.masked,
-        &noise.p_mask,
-        SftNormaliser::PerRow,
-    )
+    sft_loss_on_noise(model, ids, answer_mask, &noise.masked, &noise.p_mask, norm)
 }
 
 /// What [`sft_loss_on_noise`] divides the sum of CE / p_mask by.

@@ -30,7 +30,8 @@ mod adapters_api {
 
     /// A copy of the model with fresh LoRA adapters (PEFT initialisation: `A` Kaiming-uniform,
     /// `B` zero) and a frozen base; weights are shared, not copied. Options (d1's defaults):
-    /// `r` 128, `alpha` 64, `dropout` 0.05, `targets` (default all of q_proj k_proj v_proj
+    /// `r` 128, `alpha` 64, `dropout` 0.05, `targets` (default q_proj k_proj v_proj up_proj,
+    /// what the reference trainers' PEFT lists resolve to in LLaDA; any of q_proj k_proj v_proj
     /// attn_out ff_proj up_proj ff_out), `rslora` false, `seed` 0.
     #[rhai_fn(return_raw)]
     pub fn add_lora(m: &mut ScriptModel, opts: Map) -> RResult<ScriptModel> {

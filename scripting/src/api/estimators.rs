@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::sampler::Rollout;
 use workbench_core::train::estimators::{self as est, Estimate};
 use workbench_core::train::options::{
-    CoupledOptions, D1Options, ElboOptions, MdpoOptions, NoiseOptions,
+    CoupledOptions, D1Options, ElboOptions, MdpoOptions, NoiseOptions, SftOptions,
 };
 use workbench_core::train::sft;
 
@@ -59,6 +59,19 @@ fn from_tensors(p: &Dynamic, c: &Dynamic, opts: &mut Map, what: &str) -> RResult
         completion: ids_tensor(c, &format!("{what}: completion"))?,
         attention,
     })
+}
+
+/// The `attention_mask` option, the only one accepted by `what`.
+fn attention_only(mut opts: Map, what: &str) -> RResult<Option<Tensor>> {
+    let attn = take::<Dynamic>(&mut opts, "attention_mask", what)?
+        .map(|a| ids_tensor(&a, &format!("{what}: attention_mask")))
+        .transpose()?;
+    if let Some(k) = opts.keys().next() {
+        return Err(err(format!(
+            "{what}: unknown option `{k}`; accepted: `attention_mask`"
+        )));
+    }
+    Ok(attn)
 }
 
 fn d1(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
@@ -212,16 +225,8 @@ mod estimators_api {
         cm: Dynamic,
         opts: Map,
     ) -> RResult<Map> {
-        let mut opts = opts;
         let w = "logp_step";
-        let attn = take::<Dynamic>(&mut opts, "attention_mask", w)?
-            .map(|a| ids_tensor(&a, "logp_step: attention_mask"))
-            .transpose()?;
-        if let Some(k) = opts.keys().next() {
-            return Err(err(format!(
-                "{w}: unknown option `{k}`; accepted: `attention_mask`"
-            )));
-        }
+        let attn = attention_only(opts, w)?;
         let (st, tg, cm) = (
             ids_tensor(&st, w)?,
             ids_tensor(&tg, w)?,
@@ -317,7 +322,8 @@ mod estimators_api {
     /// `#{loss, num_masked}`.
     #[rhai_fn(name = "sft_loss", return_raw)]
     pub fn sft_loss_r(model: &mut ScriptModel, r: ScriptRollout, opts: Map) -> RResult<Map> {
-        let o: NoiseOptions = options("sft_loss", opts)?;
+        let o: SftOptions = options("sft_loss", opts)?;
+        let norm = o.to_normaliser().map_err(fail("sft_loss"))?;
         let (b, p, l) = (r.0.batch_size(), r.0.prompt_len(), r.0.gen_length());
         let ids = Tensor::cat(
             &[
@@ -329,21 +335,28 @@ mod estimators_api {
         .map_err(script_err)?;
         let answer =
             sft::answer_mask_from_prompt_lengths(&vec![p; b], p + l).map_err(fail("sft_loss"))?;
-        sft::sft_loss(
+        sft::sft_loss_with(
             &model.model,
             &ids,
             &answer.to_dtype(DType::F32).map_err(script_err)?,
             o.seed,
             o.eps,
+            norm,
         )
         .map(loss_map)
         .map_err(fail("sft_loss"))
     }
-    /// LLaDA's SFT loss on `ids` [B, T]; `answer` is a [B, T] 0/1 mask (1 on the answer, EOS
-    /// padding included) or a flat array of B prompt lengths. Options as above.
+
+    /// LLaDA's SFT loss on `ids` [B, T]: the pretraining noise on the answer only. `answer` is a
+    /// [B, T] 0/1 mask (1 on the answer, EOS padding included) or a flat array of B prompt
+    /// lengths. Options: `seed` (default 0), `eps` (default 1e-3), `normaliser`: `"per_row"`
+    /// (default, LLaDA's mean over rows of CE / p_mask / answer length) or `"batch_tokens"`
+    /// (d1's `SFT/sft_trainer.py`: the batch sum / (B·T − prompt tokens)). Returns
+    /// `#{loss, num_masked}`.
     #[rhai_fn(name = "sft_loss", return_raw)]
     pub fn sft_loss(m: &mut ScriptModel, ids: Dynamic, answer: Dynamic, opts: Map) -> RResult<Map> {
-        let o: NoiseOptions = options("sft_loss", opts)?;
+        let o: SftOptions = options("sft_loss", opts)?;
+        let norm = o.to_normaliser().map_err(fail("sft_loss"))?;
         let ids = ids_tensor(&ids, "sft_loss: ids")?;
         let (b, len) = ids
             .dims2()
@@ -355,15 +368,61 @@ mod estimators_api {
             }
             _ => ids_tensor(&answer, "sft_loss: answer")?,
         };
-        sft::sft_loss(
+        sft::sft_loss_with(
             &m.model,
             &ids,
             &answer.to_dtype(DType::F32).map_err(script_err)?,
             o.seed,
             o.eps,
+            norm,
         )
         .map(loss_map)
         .map_err(fail("sft_loss"))
+    }
+
+    /// The one-step estimator on a given input `input` [B, P + L] (e.g. a recorded noisy
+    /// sequence): one forward and log π of `completion` [B, L] at the last L positions.
+    /// Options: `attention_mask` [B, P + L]. Returns `#{logp: [B, L], mask: [B, L]}`.
+    #[rhai_fn(return_raw)]
+    pub fn logp_on_input(
+        model: &mut ScriptModel,
+        input: Dynamic,
+        completion: Dynamic,
+        opts: Map,
+    ) -> RResult<Map> {
+        let w = "logp_on_input";
+        let attn = attention_only(opts, w)?;
+        est::logp_on_input(
+            &model.model,
+            &ids_tensor(&input, "logp_on_input: input")?,
+            &ids_tensor(&completion, "logp_on_input: completion")?,
+            attn.as_ref(),
+        )
+        .map(estimate_map)
+        .map_err(fail(w))
+    }
+
+    /// Per-token entropy `[B, L]` (detached) of the prediction for a fully masked completion of
+    /// `len` tokens after the clean `prompt` [B, P]: what IGPO's entropy filter ranks hint
+    /// positions by. Options: `attention_mask` [B, P + L] (IGPO's trainer passes none).
+    #[rhai_fn(return_raw)]
+    pub fn masked_entropy(
+        model: &mut ScriptModel,
+        prompt: Dynamic,
+        len: i64,
+        opts: Map,
+    ) -> RResult<ScriptTensor> {
+        let w = "masked_entropy";
+        let attn = attention_only(opts, w)?;
+        let len = usize::try_from(len).map_err(|_| err(format!("{w}: len must be >= 0")))?;
+        est::masked_entropy(
+            &model.model,
+            &ids_tensor(&prompt, "masked_entropy: prompt")?,
+            len,
+            attn.as_ref(),
+        )
+        .map(ScriptTensor::new)
+        .map_err(fail(w))
     }
 }
 

@@ -104,6 +104,33 @@ mod hints_api {
             .reference_solution(&ex)
             .map_or(Dynamic::UNIT, Dynamic::from))
     }
+
+    /// IGPO's choice of the correct hinted candidates that replace the first rows of an
+    /// all-wrong group: `correct` (candidate indices within the group, ascending), at most
+    /// `max_replace`: all when they fit, else a random `max_replace` of them in random order
+    /// from a generator seeded by `seed` (the release's `torch.randperm`). Entry i replaces
+    /// row i of the group.
+    #[rhai_fn(return_raw)]
+    pub fn igpo_replacements(correct: Array, max_replace: i64, seed: i64) -> RResult<Array> {
+        let idx = correct
+            .iter()
+            .map(|v| {
+                v.as_int()
+                    .ok()
+                    .and_then(|i| usize::try_from(i).ok())
+                    .ok_or_else(|| err("igpo_replacements: `correct` must hold indices >= 0"))
+            })
+            .collect::<RResult<Vec<usize>>>()?;
+        let k = usize::try_from(max_replace)
+            .map_err(|_| err("igpo_replacements: max_replace must be >= 0"))?;
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed as u64);
+        Ok(
+            workbench_core::train::hints::choose_replacements(&idx, k, &mut rng)
+                .into_iter()
+                .map(|i| Dynamic::from(i as i64))
+                .collect(),
+        )
+    }
 }
 
 /// Registers `igpo_hints`, `hint_mask` and `reference_solution`.

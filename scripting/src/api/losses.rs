@@ -4,9 +4,11 @@
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::train::losses::{self as wl, KlKind};
-use workbench_core::train::options::{AdvantageOptions, ClipOptions, EpsOptions, ReduceOptions};
+use workbench_core::train::options::{
+    AdvantageOptions, ClipOptions, EntropyFilterOptions, MdpoAdvantageOptions, ReduceOptions,
+};
 
-use super::convert::{err, fail, options, script_err, RResult};
+use super::convert::{err, fail, options, script_err, take, RResult};
 use super::tensor::{from_nested, ScriptTensor};
 
 /// A tensor from a script value that is either a Tensor or a (nested) array of numbers.
@@ -92,18 +94,22 @@ mod losses_api {
         group_adv(&rewards, group, opts)
     }
     /// MDPO per-step advantages of step rewards `[G, T]`:
-    /// `A[k,t] = (r[k,t] − r[k,t−1]) + mean(r[k,t+1..])` with `r[k,−1] = 0`, last step `r[k,T−1]`,
-    /// then `(A − mean_k)/(std_k + 1e-4)` per step across the group (unbiased std).
+    /// `A[k,t] = (r[k,t] − r[k,t−1]) + mean(r[k,t+1..])` with `r[k,−1] = 0`, last step
+    /// `(r[k,T−1] − r[k,T−2]) + r[k,T−1]` (the released trainer), then
+    /// `(A − mean_k)/(std_k + 1e-4)` per step across the group (unbiased std).
     #[rhai_fn(name = "mdpo_advantages", return_raw)]
     pub fn mdpo_advantages1(rewards: Dynamic) -> RResult<ScriptTensor> {
         mdpo_advantages2(rewards, Map::new())
     }
-    /// MDPO per-step advantages with options `#{eps}` (the std offset, default 1e-4).
+    /// MDPO per-step advantages with options `#{eps, last_step}`: `eps` the std offset
+    /// (default 1e-4), `last_step` `"reference"` (default, the release) or `"reward"` (the
+    /// paper's `A[k,T−1] = r[k,T−1]`).
     #[rhai_fn(name = "mdpo_advantages", return_raw)]
     pub fn mdpo_advantages2(rewards: Dynamic, opts: Map) -> RResult<ScriptTensor> {
-        let o: EpsOptions = options("mdpo_advantages", opts)?;
+        let o: MdpoAdvantageOptions = options("mdpo_advantages", opts)?;
         let r = tensor_arg(&rewards, "mdpo_advantages: rewards")?;
-        wl::mdpo_step_advantages(&r, o.eps)
+        let last = o.to_last_step().map_err(fail("mdpo_advantages"))?;
+        wl::mdpo_step_advantages_with(&r, o.eps, last)
             .map(ScriptTensor::new)
             .map_err(script_err)
     }
@@ -131,8 +137,9 @@ mod losses_api {
         clipped(&logp, &old_logp, &adv, &mask, Map::new())
     }
     /// The clipped surrogate with options `#{eps_low: 0.2, eps_high: 0.2, level: "token"}`;
-    /// `level: "sequence"` uses the GSPO ratio `exp(mean over the row's masked tokens of
-    /// (logp − old_logp))` on every token of the row.
+    /// `level: "sequence"` uses the GSPO ratio `exp(mean over all L positions of the row of
+    /// (logp − old_logp))` on every token of the row (IGPO's release), `"sequence_masked"` the
+    /// mean over the row's masked tokens only (the GSPO paper).
     #[rhai_fn(name = "clipped_loss", return_raw)]
     pub fn clipped_loss5(
         logp: ScriptTensor,
@@ -174,12 +181,14 @@ mod losses_api {
             &mask,
             ReduceOptions {
                 mode: mode.to_string(),
-                constant: None,
+                ..ReduceOptions::default()
             },
         )
     }
-    /// Reduces a per-token loss with options `#{mode: "token_mean" | "seq_mean" | "constant",
-    /// constant: C}`; `"constant"` is `Σ loss·mask / (B·C)` (Dr.GRPO).
+    /// Reduces a per-token loss with options `#{mode: "token_mean" | "micro_batch_token_mean" |
+    /// "seq_mean" | "constant", constant: C, rows: n}`; `"constant"` is `Σ loss·mask / (B·C)`
+    /// (Dr.GRPO); `"micro_batch_token_mean"` the token mean of every block of `rows` rows,
+    /// averaged over the blocks (d1's trainer: one group per micro-batch).
     #[rhai_fn(name = "reduce_loss", return_raw)]
     pub fn reduce_loss_opts(
         loss: ScriptTensor,
@@ -204,11 +213,11 @@ mod losses_api {
             .map(ScriptTensor::new)
             .map_err(script_err)
     }
-    /// The IGPO entropy filter: a 0/1 mask `[B, L]`, 1 outside `subset` and, inside it, 1 only
-    /// where `entropy >= quantile(subset entropies of the whole batch, 1 − tau)` (the top-`tau`
-    /// fraction; ties at the threshold kept).
-    #[rhai_fn(return_raw)]
-    pub fn entropy_filter(
+    /// The IGPO entropy filter: a 0/1 mask `[B, L]`, 1 outside `subset` and, inside it, per row
+    /// only the `max(1, floor(tau·n))` of the row's `n` subset positions with the highest
+    /// `entropy` (IGPO's trainer).
+    #[rhai_fn(name = "entropy_filter", return_raw)]
+    pub fn entropy_filter3(
         entropy: ScriptTensor,
         subset: ScriptTensor,
         tau: f64,
@@ -216,6 +225,79 @@ mod losses_api {
         wl::entropy_filter(&entropy.t, &subset.t, tau)
             .map(ScriptTensor::new)
             .map_err(script_err)
+    }
+    /// The IGPO entropy filter with options `#{cut}`: `"row_top_k"` (default, IGPO's trainer)
+    /// or `"batch_quantile"` (one threshold `quantile(subset entropies of the whole batch,
+    /// 1 − tau)`, ties kept, as TRL's `get_high_entropy_mask`).
+    #[rhai_fn(name = "entropy_filter", return_raw)]
+    pub fn entropy_filter4(
+        entropy: ScriptTensor,
+        subset: ScriptTensor,
+        tau: f64,
+        opts: Map,
+    ) -> RResult<ScriptTensor> {
+        let o: EntropyFilterOptions = options("entropy_filter", opts)?;
+        let cut = o.to_cut().map_err(fail("entropy_filter"))?;
+        wl::entropy_filter_with(&entropy.t, &subset.t, tau, cut)
+            .map(ScriptTensor::new)
+            .map_err(script_err)
+    }
+
+    /// MDPO's loss of (rollout, step) pairs, one per row, as the release computes it: `logp`,
+    /// `mask` (the tokens masked in the step's input), `conf` (the sampler's confidence per
+    /// token) `[B, L]`, `adv` `[B]`; per token `−min(ρÂ, clip(ρ)Â)·L/(n + 1e-4) + β·k2`, then
+    /// `Σ per_token·mask·conf / (Σ mask + 1e-4)`. Options: `gen_length` (L, required),
+    /// `beta` (0.02), `eps_low`/`eps_high` (0.2), `ref_logp` (needed when beta > 0),
+    /// `old_logp` (default: logp detached, ρ = 1 with the gradient of logp, μ = 1),
+    /// `kl_by_confidence` (true: the release weights the KL term by conf too). Returns
+    /// `#{loss: [B], kl: [..]}`; the release's update is the sum over pairs / the rollouts.
+    #[rhai_fn(return_raw)]
+    pub fn mdpo_loss(
+        logp: ScriptTensor,
+        adv: ScriptTensor,
+        mask: ScriptTensor,
+        conf: ScriptTensor,
+        opts: Map,
+    ) -> RResult<Map> {
+        let w = "mdpo_loss";
+        let mut opts = opts;
+        let tensor_opt = |opts: &mut Map, k: &str| -> RResult<Option<candle_core::Tensor>> {
+            take::<Dynamic>(opts, k, w)?
+                .map(|v| tensor_arg(&v, &format!("{w}: {k}")))
+                .transpose()
+        };
+        let (rf, old) = (
+            tensor_opt(&mut opts, "ref_logp")?,
+            tensor_opt(&mut opts, "old_logp")?,
+        );
+        if !opts.contains_key("gen_length") {
+            return Err(err("mdpo_loss: `gen_length` (a positive integer) is required"));
+        }
+        let cfg: wl::MdpoLossConfig = options(w, opts)?;
+        if cfg.beta != 0.0 && rf.is_none() {
+            return Err(err("mdpo_loss: beta > 0 needs `ref_logp`"));
+        }
+        let out = wl::mdpo_loss(
+            &logp.t,
+            old.as_ref(),
+            rf.as_ref(),
+            &adv.t,
+            &mask.t,
+            &conf.t,
+            &cfg,
+        )
+        .map_err(script_err)?;
+        let mut m = Map::new();
+        m.insert("loss".into(), Dynamic::from(ScriptTensor::new(out.loss)));
+        m.insert(
+            "kl".into(),
+            out.kl
+                .into_iter()
+                .map(Dynamic::from)
+                .collect::<Array>()
+                .into(),
+        );
+        Ok(m)
     }
 }
 

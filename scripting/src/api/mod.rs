@@ -11,6 +11,7 @@ pub mod io;
 pub mod losses;
 pub mod model;
 pub mod optim;
+pub mod parity;
 pub mod plot;
 pub mod runlog;
 pub mod sampler;
@@ -38,4 +39,5 @@ pub fn register_all(engine: &mut Engine) {
     hygiene::register(engine);
     toy::register(engine);
     plot::register(engine);
+    parity::register(engine);
 }
