@@ -85,22 +85,24 @@ pub fn options<T: DeserializeOwned>(what: &str, mut opts: Map) -> RResult<T> {
             )));
         }
         if e.contains("expected f64") || e.contains("expected f32") {
-            // An integer where a float is meant: widen the first key whose widening helps.
-            for (k, v) in &opts {
-                let wide = widen(v);
-                if wide.to_string() == v.to_string() && wide.type_name() == v.type_name() {
-                    continue;
+            // Integers where floats are meant: widen each key that fails alone the same way and
+            // passes alone once widened.
+            let alone = |k: &str, v: &Dynamic| {
+                from_dynamic::<T>(&Dynamic::from_map(Map::from_iter([(k.into(), v.clone())])))
+                    .map_err(|e| serde_message(&e))
+            };
+            let mut changed = false;
+            for (k, v) in opts.clone() {
+                let wide = widen(&v);
+                if matches!(alone(k.as_str(), &v), Err(m) if m == e)
+                    && alone(k.as_str(), &wide).is_ok()
+                {
+                    opts.insert(k, wide);
+                    changed = true;
                 }
-                let mut trial = opts.clone();
-                trial.insert(k.clone(), wide);
-                let better = match from_dynamic::<T>(&Dynamic::from_map(trial.clone())) {
-                    Ok(_) => true,
-                    Err(e2) => serde_message(&e2) != e,
-                };
-                if better {
-                    opts = trial;
-                    continue 'retry;
-                }
+            }
+            if changed {
+                continue 'retry;
             }
         }
         // Name the key at fault: alone, it fails the same way.
