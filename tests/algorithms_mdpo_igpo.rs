@@ -138,6 +138,7 @@ fn igpo_replaces_wrong_samples_with_correct_hinted_ones() {
         "batch_size=1",
         "mu=1",
         "max_replace=2",
+        "warmup=0",
         "hint_margin=4",
         "correct_contains=\"~~~~~\"",
     ]);

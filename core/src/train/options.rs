@@ -129,9 +129,7 @@ impl EntropyFilterOptions {
         Ok(match self.cut.as_str() {
             "row_top_k" => EntropyCut::PerRowTopK,
             "batch_quantile" => EntropyCut::BatchQuantile,
-            other => bail!(
-                "unknown cut `{other}`; expected \"row_top_k\" or \"batch_quantile\""
-            ),
+            other => bail!("unknown cut `{other}`; expected \"row_top_k\" or \"batch_quantile\""),
         })
     }
 }
@@ -166,9 +164,9 @@ impl SftOptions {
         Ok(match self.normaliser.as_str() {
             "per_row" => SftNormaliser::PerRow,
             "batch_tokens" => SftNormaliser::BatchTokens,
-            other => bail!(
-                "unknown normaliser `{other}`; expected \"per_row\" or \"batch_tokens\""
-            ),
+            other => {
+                bail!("unknown normaliser `{other}`; expected \"per_row\" or \"batch_tokens\"")
+            }
         })
     }
 }

@@ -271,7 +271,9 @@ mod losses_api {
             tensor_opt(&mut opts, "old_logp")?,
         );
         if !opts.contains_key("gen_length") {
-            return Err(err("mdpo_loss: `gen_length` (a positive integer) is required"));
+            return Err(err(
+                "mdpo_loss: `gen_length` (a positive integer) is required",
+            ));
         }
         let cfg: wl::MdpoLossConfig = options(w, opts)?;
         if cfg.beta != 0.0 && rf.is_none() {
