@@ -31,6 +31,14 @@ pub enum Remasking {
     Entropy,
 }
 
+/// An option value as the user writes it (`prefix`, `maskgit_cosine`), not its Rust name.
+fn spelling<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
 /// How many masked positions a step commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,10 +203,10 @@ impl SamplerConfig {
         }
         if self.cache != CacheMode::None && self.rcr {
             bail!(
-                "cache {:?} conflicts with rcr: running confidence remasking re-masks tokens \
+                "cache {} conflicts with rcr: running confidence remasking re-masks tokens \
                  of earlier blocks, which the keys/values cached at the block start no longer \
                  describe; use cache none with rcr",
-                self.cache
+                spelling(&self.cache)
             );
         }
         if self.confidence_eos_eot_inf && self.eot_id.is_none() {
@@ -224,9 +232,9 @@ impl SamplerConfig {
         }
         if self.block_num.is_some() && self.schedule != Schedule::Ass {
             bail!(
-                "block_num {} is only used by schedule ass, but schedule is {:?}",
+                "block_num {} is only used by schedule ass, but schedule is {}",
                 self.block_num.unwrap_or(0),
-                self.schedule
+                spelling(&self.schedule)
             );
         }
         if let Some(t) = self.threshold {
@@ -238,9 +246,9 @@ impl SamplerConfig {
             }
             if self.schedule != Schedule::Linear {
                 bail!(
-                    "threshold {t} conflicts with schedule {:?}: threshold decoding has no \
+                    "threshold {t} conflicts with schedule {}: threshold decoding has no \
                      step schedule",
-                    self.schedule
+                    spelling(&self.schedule)
                 );
             }
         }
@@ -293,5 +301,28 @@ impl SamplerConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_name_options_as_the_user_spells_them() {
+        let cfg = SamplerConfig {
+            cache: CacheMode::Prefix,
+            rcr: true,
+            ..SamplerConfig::default()
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.starts_with("cache prefix conflicts with rcr"), "{e}");
+        let cfg = SamplerConfig {
+            threshold: Some(0.9),
+            schedule: Schedule::MaskgitCosine,
+            ..SamplerConfig::default()
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("schedule maskgit_cosine"), "{e}");
     }
 }
