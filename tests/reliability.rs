@@ -455,7 +455,7 @@ fn interrupted_generate_keeps_its_finished_results() {
     let err = text(&o.stderr);
     assert!(!o.status.success());
     let kept = std::fs::read_to_string(&out).unwrap().lines().count();
-    assert!(kept >= 1 && kept < 400, "{kept}");
+    assert!((1..400).contains(&kept), "{kept}");
     assert!(
         err.contains(&format!("stopped after {kept} of 400 generations")),
         "{err}"

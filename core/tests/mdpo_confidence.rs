@@ -50,7 +50,13 @@ fn tempered_confidence_is_the_sampling_distributions_and_covers_later_blocks() {
             seed: 3,
             ..SamplerConfig::default()
         };
-        let out = generate(&m, &[prompt.clone()], &cfg, GenerateOptions::default()).unwrap();
+        let out = generate(
+            &m,
+            std::slice::from_ref(&prompt),
+            &cfg,
+            GenerateOptions::default(),
+        )
+        .unwrap();
         let traj = out.trajectory.as_ref().unwrap();
         let p = traj.prompt_len();
         let mut later_block = 0;

@@ -100,9 +100,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             }
         ));
     } else {
-        print_line(&format!(
-            "tokens       no tokenizer.json in the checkpoint directory"
-        ));
+        print_line("tokens       no tokenizer.json in the checkpoint directory");
     }
     Ok(())
 }

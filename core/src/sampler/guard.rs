@@ -8,9 +8,9 @@ use candle_core::{DType, Tensor};
 
 use crate::model::Config;
 
-/// Number of NaN/±Inf elements of `t` (`t − t` is 0 exactly where `t` is finite).
+/// Number of NaN/±Inf elements of `t` (`t · 0` is 0 exactly where `t` is finite).
 pub fn count_non_finite(t: &Tensor) -> Result<u64> {
-    let d = (t - t)?;
+    let d = (t * 0.0)?;
     let bad = d
         .ne(&d)?
         .to_dtype(DType::U32)?

@@ -139,15 +139,13 @@ fn stale_siblings(dir: &Path) -> Vec<(PathBuf, bool)> {
 pub fn clean_stale(dir: &Path) -> Vec<String> {
     let mut done = Vec::new();
     for (p, is_old) in stale_siblings(dir) {
-        if is_old && !dir.exists() && is_checkpoint(&p) {
-            if std::fs::rename(&p, dir).is_ok() {
-                done.push(format!(
-                    "restored the previous checkpoint {} from {} (an interrupted save)",
-                    dir.display(),
-                    p.display()
-                ));
-                continue;
-            }
+        if is_old && !dir.exists() && is_checkpoint(&p) && std::fs::rename(&p, dir).is_ok() {
+            done.push(format!(
+                "restored the previous checkpoint {} from {} (an interrupted save)",
+                dir.display(),
+                p.display()
+            ));
+            continue;
         }
         if std::fs::remove_dir_all(&p).is_ok() {
             done.push(format!(
@@ -790,7 +788,7 @@ pub fn restore(dir: &Path, state: &mut TrainState, policy: &ResumePolicy) -> Res
     if let (Some(now), Some(saved)) = (&state.config, meta.get("config")) {
         let mut refused = Vec::new();
         for (k, line) in config_diff(saved, now) {
-            let safe = ALWAYS_SAFE.contains(&k.as_str()) || policy.safe.iter().any(|s| *s == k);
+            let safe = ALWAYS_SAFE.contains(&k.as_str()) || policy.safe.contains(&k);
             if safe || policy.force {
                 changed.push(line);
             } else {

@@ -126,7 +126,7 @@ impl CaseReport {
             .iter()
             .filter(|c| c.kind == kind)
             .fold(None, |acc: Option<(f64, f64)>, c| match acc {
-                Some((e, t)) if !(c.error / c.tolerance > e / t) => Some((e, t)),
+                Some((e, t)) if c.error / c.tolerance <= e / t || (e / t).is_nan() => Some((e, t)),
                 _ => Some((c.error, c.tolerance)),
             })
     }
