@@ -574,7 +574,7 @@ fn cache_config_parses_and_refuses_rcr_by_name() {
     )
     .unwrap();
     assert_eq!(cfg.cache, CacheMode::Dual);
-    for cache in [CacheMode::Prefix, CacheMode::Dual] {
+    for (cache, name) in [(CacheMode::Prefix, "prefix"), (CacheMode::Dual, "dual")] {
         let e = SamplerConfig {
             cache,
             rcr: true,
@@ -584,7 +584,7 @@ fn cache_config_parses_and_refuses_rcr_by_name() {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains(&format!("{cache:?}")) && e.contains("rcr"),
+            e.contains(&format!("cache {name} conflicts")) && e.contains("rcr"),
             "{e}"
         );
     }
