@@ -138,14 +138,7 @@ impl CaseReport {
             self.name,
             if self.passed() { "ok  " } else { "FAIL" }
         )];
-        for kind in [
-            "logp",
-            "ref_logp",
-            "entropy",
-            "advantages",
-            "loss",
-            "gradients",
-        ] {
+        for kind in CHECK_KINDS {
             if let Some((e, t)) = self.worst(kind) {
                 parts.push(format!("{kind} {e:.1e}/{t:.1e}"));
             }
@@ -507,6 +500,16 @@ fn at(t: &Tensor, i: usize) -> Result<Tensor> {
 }
 
 /// Prompt ⊕ completion along dim 1 (ids as u32).
+/// The kinds of continuous check a case reports, in report order.
+pub const CHECK_KINDS: [&str; 6] = [
+    "logp",
+    "ref_logp",
+    "entropy",
+    "advantages",
+    "loss",
+    "gradients",
+];
+
 fn cat_ids(prompt: &Tensor, rest: &Tensor) -> Result<Tensor> {
     Ok(Tensor::cat(
         &[&prompt.to_dtype(DType::U32)?, &rest.to_dtype(DType::U32)?],

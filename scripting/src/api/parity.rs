@@ -15,14 +15,7 @@ fn report_map(r: &CaseReport) -> Map {
     m.insert("algorithm".into(), r.algorithm.clone().into());
     m.insert("passed".into(), r.passed().into());
     m.insert("line".into(), r.line().into());
-    for kind in [
-        "logp",
-        "ref_logp",
-        "entropy",
-        "advantages",
-        "loss",
-        "gradients",
-    ] {
+    for kind in workbench_core::train::parity::CHECK_KINDS {
         if let Some((e, t)) = r.worst(kind) {
             m.insert(kind.into(), e.into());
             m.insert(format!("{kind}_tol").into(), t.into());
