@@ -238,7 +238,10 @@ fn validation_errors_name_the_conflicting_values() {
         block_num: Some(3),
         ..base.clone()
     });
-    assert!(e.contains("block_num 3") && e.contains("Linear"), "{e}");
+    assert!(
+        e.contains("block_num 3") && e.contains("schedule is linear"),
+        "{e}"
+    );
     let e = err(SamplerConfig {
         eoser: Some(Eoser {
             gamma_min: 0.9,
@@ -252,7 +255,7 @@ fn validation_errors_name_the_conflicting_values() {
         rcr: true,
         ..base.clone()
     });
-    assert!(e.contains("Dual") && e.contains("rcr"), "{e}");
+    assert!(e.contains("cache dual") && e.contains("rcr"), "{e}");
     let e = SamplerConfig::from_json(r#"{"gen_length": 64, "stepz": 3}"#)
         .unwrap_err()
         .to_string();
