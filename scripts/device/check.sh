@@ -7,7 +7,8 @@
 #   3. generation tokens/s at that shape (batch 8, prompt 256, gen 256, 64 steps, block 32);
 #   4. one LoRA d1 step at G = 6, L = 256 with activation checkpointing (time, device memory).
 # Writes $OUT/device_check.json (or ./device_check.json), one object with every result.
-# Usage: scripts/device/check.sh [WORKBENCH_BINARY]   (default target-cuda/release/workbench)
+# Usage: scripts/device/check.sh [WORKBENCH_BINARY]   (default target-cuda/release/workbench; a
+#   path ending in .gz, such as target-cuda/device/workbench.gz, is unpacked first)
 # DEVICE=cpu SHAPE=tiny scripts/device/check.sh target/release/workbench  is a CPU dry run.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,6 +19,10 @@ DEST=${OUT:-.}
 mkdir -p "$DEST"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+if [ "${WB%.gz}" != "$WB" ]; then  # the carried, gzipped binary of scripts/device/build_cuda.sh
+  gzip -dc "$WB" > "$TMP/workbench" && chmod +x "$TMP/workbench" && WB=$TMP/workbench
+fi
+if [ "$DEVICE" != cpu ]; then ldd "$WB" | grep -E 'cuda|cublas|curand|nvrtc|not found' || true; fi
 PEAK=${PEAK_TFLOPS:-989}
 PDT=bf16; [ "$DEVICE" = cpu ] && PDT=f32  # CPU matmul has no bf16
 if [ "$DEVICE" != cpu ]; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$TMP/gpu.txt" 2>&1 || true; fi

@@ -152,6 +152,7 @@ fn rss_kib() -> Option<u64> {
 /// Device memory in use (MiB) on CUDA; None elsewhere.
 #[cfg(feature = "cuda")]
 fn device_used_mib(dev: &Device) -> Option<f64> {
+    use candle_core::backend::BackendDevice;
     if let Device::Cuda(c) = dev {
         c.synchronize().ok()?;
         let (free, total) =
