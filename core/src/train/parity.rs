@@ -459,6 +459,12 @@ impl Recorder {
         Ok(())
     }
 
+    fn advantages(&mut self, fx: &Fixture, ours: &Tensor) -> Result<()> {
+        let tol = self.tol.advantage;
+        let theirs = fx.t("intermediate.advantages")?;
+        self.abs("advantages", "intermediate.advantages", ours, theirs, tol)
+    }
+
     fn loss(&mut self, what: &str, ours: &Tensor, theirs: f64) -> Result<()> {
         let v = ours.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?[0];
         let err = (v - theirs).abs() / theirs.abs().max(1.0);
@@ -494,6 +500,40 @@ impl Recorder {
     }
 }
 
+/// The GRPO-family hyperparameters every RL fixture records.
+struct Grpo {
+    beta: f64,
+    eps_low: f64,
+    eps_high: f64,
+    group: usize,
+}
+
+impl Grpo {
+    fn read(fx: &Fixture) -> Result<Grpo> {
+        Ok(Grpo {
+            beta: fx.sem("beta")?,
+            eps_low: fx.sem("epsilon_low")?,
+            eps_high: fx.sem("epsilon_high")?,
+            group: fx.sem_usize("num_generations")?,
+        })
+    }
+
+    /// The clipped surrogate plus β·k3 per token, as every GRPO-family trainer builds it.
+    fn per_token(
+        &self,
+        logp: &Tensor,
+        old: &Tensor,
+        adv: &Tensor,
+        mask: &Tensor,
+        reference: &Tensor,
+        level: RatioLevel,
+    ) -> Result<Tensor> {
+        let clip =
+            losses::clipped_surrogate(logp, old, adv, mask, self.eps_low, self.eps_high, level)?;
+        Ok((clip.loss + (losses::kl(logp, reference, KlKind::K3)? * self.beta)?)?)
+    }
+}
+
 /// `t[i]` along dim 0.
 fn at(t: &Tensor, i: usize) -> Result<Tensor> {
     Ok(t.get(i)?)
@@ -522,28 +562,16 @@ fn cat_ids(prompt: &Tensor, rest: &Tensor) -> Result<Tensor> {
 /// the token mean over the micro-batch (the whole recorded batch).
 fn d1(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
     let fx = c.fx;
-    let (beta, eps_low, eps_high) = (
-        fx.sem("beta")?,
-        fx.sem("epsilon_low")?,
-        fx.sem("epsilon_high")?,
-    );
-    let mu = fx.sem_usize("num_iterations")?;
-    let group = fx.sem_usize("num_generations")?;
+    let h = Grpo::read(fx)?;
     let completion = fx.ids("inputs.completion_ids")?;
     let mask = fx.f32("inputs.completion_mask")?;
     let rows = completion.dim(0)?;
-    let adv = weighted_group_advantages(fx, group)?;
-    rep.abs(
-        "advantages",
-        "intermediate.advantages",
-        &adv,
-        fx.t("intermediate.advantages")?,
-        rep.tol.advantage,
-    )?;
+    let adv = weighted_group_advantages(fx, h.group)?;
+    rep.advantages(fx, &adv)?;
     let old = fx.f32("inputs.old_per_token_logps")?;
     let refs = fx.f32("inputs.ref_per_token_logps")?;
     let mut grad = None;
-    for k in 0..mu {
+    for k in 0..fx.sem_usize("num_iterations")? {
         let noisy = fx.ids(&format!("inputs.noisy_input_ids.mu{k}"))?;
         let est = estimators::logp_on_input(c.model, &noisy, &completion, None)?;
         let key = format!("outputs.per_token_logps.mu{k}");
@@ -552,16 +580,14 @@ fn d1(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
         let ref_est = estimators::logp_on_input(c.reference, &noisy, &completion, None)?;
         let what = format!("inputs.ref_per_token_logps[{k}]");
         rep.logp("ref_logp", &what, &ref_est.logp, &ref_k, None, rep.tol.logp)?;
-        let clip = losses::clipped_surrogate(
+        let per_token = h.per_token(
             &est.logp,
             &at(&old, k)?,
             &adv,
             &mask,
-            eps_low,
-            eps_high,
+            &ref_k,
             RatioLevel::Token,
         )?;
-        let per_token = (clip.loss + (losses::kl(&est.logp, &ref_k, KlKind::K3)? * beta)?)?;
         let loss = losses::reduce(&per_token, &mask, Reduction::MicroBatchTokenMean { rows })?;
         let name = format!("loss.mu{k}");
         rep.loss(&name, &loss, fx.scalar(&name)?)?;
@@ -585,25 +611,14 @@ fn weighted_group_advantages(fx: &Fixture, group: usize) -> Result<Tensor> {
 /// count over the batch; the loss is the mean over the S steps, one backward through all.
 fn cj(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
     let fx = c.fx;
-    let (beta, eps_low, eps_high) = (
-        fx.sem("beta")?,
-        fx.sem("epsilon_low")?,
-        fx.sem("epsilon_high")?,
-    );
-    let group = fx.sem_usize("num_generations")?;
+    let h = Grpo::read(fx)?;
     let states = fx.ids("trajectory.states")?;
     let committed = fx.f32("trajectory.committed")?;
     let (steps, b, l) = committed.dims3()?;
     let t = states.dim(2)?;
     let p = t - l;
-    let adv = losses::group_advantages(&fx.f32("inputs.rewards")?, group, Normalise::None)?;
-    rep.abs(
-        "advantages",
-        "intermediate.advantages",
-        &adv,
-        fx.t("intermediate.advantages")?,
-        rep.tol.advantage,
-    )?;
+    let adv = losses::group_advantages(&fx.f32("inputs.rewards")?, h.group, Normalise::None)?;
+    rep.advantages(fx, &adv)?;
     let old = fx.f32("inputs.old_per_token_logps")?;
     let refs = fx.f32("inputs.ref_per_token_logps")?;
     let theirs = fx.f32("outputs.per_token_logps")?;
@@ -629,16 +644,8 @@ fn cj(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
         let ref_logp = ref_est.logp.narrow(1, p, l)?;
         rep.logp("ref_logp", &what, &ref_logp, &ref_s, None, rep.tol.logp)?;
         let mask = at(&committed, s)?;
-        let clip = losses::clipped_surrogate(
-            &logp,
-            &at(&old, s)?,
-            &adv,
-            &mask,
-            eps_low,
-            eps_high,
-            RatioLevel::Token,
-        )?;
-        let per_token = (clip.loss + (losses::kl(&logp, &ref_s, KlKind::K3)? * beta)?)?;
+        let per_token =
+            h.per_token(&logp, &at(&old, s)?, &adv, &mask, &ref_s, RatioLevel::Token)?;
         let step = losses::reduce(&per_token, &mask, Reduction::TokenMean)?;
         total = Some(match total {
             None => step,
@@ -682,13 +689,7 @@ fn mdpo(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
         rep.tol.advantage,
     )?;
     let adv = losses::mdpo_step_advantages(&rewards, 1e-4)?;
-    rep.abs(
-        "advantages",
-        "intermediate.advantages",
-        &adv,
-        fx.t("intermediate.advantages")?,
-        rep.tol.advantage,
-    )?;
+    rep.advantages(fx, &adv)?;
     let sel = losses::top_k_steps(&adv, k)?.to_vec2::<f32>()?;
     let theirs: Vec<Vec<i64>> = fx.t("intermediate.selected_steps")?.to_vec2::<i64>()?;
     let mut equal = true;
@@ -799,33 +800,21 @@ fn mdpo(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
 /// positions, the GSPO sequence ratio over all L positions + β·k3, token mean.
 fn igpo(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
     let fx = c.fx;
-    let (beta, eps_low, eps_high) = (
-        fx.sem("beta")?,
-        fx.sem("epsilon_low")?,
-        fx.sem("epsilon_high")?,
-    );
+    let h = Grpo::read(fx)?;
     let tau = fx.sem("entropy_clipping_ratio_inpaint")?;
-    let mu = fx.sem_usize("num_iterations")?;
-    let group = fx.sem_usize("num_generations")?;
     let prompt = fx.ids("inputs.prompt_ids")?;
     let completion = fx.ids("inputs.completion_ids")?;
     let (_, l) = completion.dims2()?;
     let p = prompt.dim(1)?;
     let hints = fx.f32("inputs.inpaint_masks")?.narrow(1, p, l)?;
-    let adv = weighted_group_advantages(fx, group)?;
-    rep.abs(
-        "advantages",
-        "intermediate.advantages",
-        &adv,
-        fx.t("intermediate.advantages")?,
-        rep.tol.advantage,
-    )?;
+    let adv = weighted_group_advantages(fx, h.group)?;
+    rep.advantages(fx, &adv)?;
     let old = fx.f32("inputs.old_per_token_logps")?;
     let refs = fx.f32("inputs.ref_per_token_logps")?;
     let entropy_ref = fx.f32("intermediate.old_entropy")?;
     let keep_ref = fx.f32("intermediate.loss_token_mask")?;
     let mut grad = None;
-    for k in 0..mu {
+    for k in 0..fx.sem_usize("num_iterations")? {
         let est = estimators::logp_masked(c.model, &prompt, &completion, None)?;
         let key = format!("outputs.per_token_logps.mu{k}");
         rep.logp("logp", &key, &est.logp, fx.t(&key)?, None, rep.tol.logp)?;
@@ -846,16 +835,14 @@ fn igpo(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
         let mask = losses::entropy_filter(&entropy, &hints, tau)?;
         let what = format!("intermediate.loss_token_mask[{k}]");
         rep.exact_tensor(&what, &mask, &at(&keep_ref, k)?)?;
-        let clip = losses::clipped_surrogate(
+        let per_token = h.per_token(
             &est.logp,
             &at(&old, k)?,
             &adv,
             &mask,
-            eps_low,
-            eps_high,
+            &ref_k,
             RatioLevel::Sequence,
         )?;
-        let per_token = (clip.loss + (losses::kl(&est.logp, &ref_k, KlKind::K3)? * beta)?)?;
         let loss = losses::reduce(&per_token, &mask, Reduction::TokenMean)?;
         let name = format!("loss.mu{k}");
         rep.loss(&name, &loss, fx.scalar(&name)?)?;
