@@ -35,7 +35,7 @@ trait Real: WithDType {
 
 impl Real for f32 {
     fn exp_(self) -> Self {
-        self.exp()
+        exp_f32(self)
     }
     fn ln_(self) -> Self {
         self.ln()
@@ -60,6 +60,43 @@ impl Real for f64 {
     }
     fn max_(self, other: Self) -> Self {
         self.max(other)
+    }
+}
+
+/// `e^x` in f32 without a libm call, so that loops over rows vectorise: Cephes' `expf`
+/// (round x·log2(e) to n, reduce r = x − n·ln 2 in two parts, degree-6 polynomial, scale by
+/// 2ⁿ through the exponent bits), within 2 ulp of the correctly rounded value over the normal
+/// range. Below −87.3 (where e^x is subnormal) it returns 0, so a −f32::MAX padding bias still
+/// gives exactly zero probability; above 88.37 it saturates at e^88.37 ≈ 2.4e38 (the kernels
+/// only take it of non-positive numbers and of −gate, where that bound does not matter).
+/// Branch-free and made only of SSE2 operations (the round trick instead of `floor`).
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const LO: f32 = -87.336_55;
+    const HI: f32 = 88.376_26; // x·log2(e) < 127.5, so n ≤ 127
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4;
+    const C2: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
+    let xc = x.clamp(LO, HI);
+    let t = xc * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let r = (xc - n * C1) - n * C2;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let y = p * (r * r) + r + 1.0;
+    // n ∈ [-126, 127]: 2ⁿ from its exponent bits.
+    let e = ((ni.clamp(-126, 127) + 127) as u32) << 23;
+    let out = y * f32::from_bits(e);
+    if x < LO {
+        0.0
+    } else {
+        out
     }
 }
 
@@ -483,6 +520,9 @@ impl CustomOp2 for AttnSoftmax {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (b, h, lq, lk) = l1.shape().dims4()?;
+        if lk == 0 {
+            bail!("fused-attention-softmax: no keys");
+        }
         if l2.dims() != [b, lk] {
             bail!("fused-attention-softmax: bias {:?} is not [{b}, {lk}]", l2.dims());
         }
@@ -493,17 +533,14 @@ impl CustomOp2 for AttnSoftmax {
             let mut out = vec![zero::<T>(); s.len()];
             for (r, (sr, or)) in s.chunks_exact(lk).zip(out.chunks_exact_mut(lk)).enumerate() {
                 let br = &bias[(r / (h * lq)) * lk..][..lk];
-                let mut m = T::from_f64(f64::NEG_INFINITY);
-                for j in 0..lk {
-                    let v = sr[j] * scale + br[j];
-                    or[j] = v;
-                    m = m.max_(v);
+                for ((o, &sv), &bv) in or.iter_mut().zip(sr).zip(br) {
+                    *o = sv * scale + bv;
                 }
-                let mut sum = zero::<T>();
+                let m = row_max(or);
                 for o in or.iter_mut() {
                     *o = (*o - m).exp_();
-                    sum += *o;
                 }
+                let sum = row_sum(or);
                 for o in or.iter_mut() {
                     *o /= sum;
                 }
@@ -590,17 +627,42 @@ pub fn attention_softmax(scores: &Tensor, scale: f64, bias: Option<&Tensor>) -> 
 struct LogSoftmaxGather;
 struct LogSoftmaxGatherBwd;
 
-/// Row max and log-sum-exp of the shifted row, as the composite log-softmax computes them.
-fn max_lse<T: Real>(row: &[T]) -> (T, T) {
-    let mut m = row[0];
-    for &v in &row[1..] {
+/// Row max and log-sum-exp of the shifted row, as the composite log-softmax computes them;
+/// `buf` (the row's length) receives the exponentials.
+fn max_lse<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
+    let m = row_max(row);
+    for (b, &v) in buf.iter_mut().zip(row) {
+        *b = (v - m).exp_();
+    }
+    (m, row_sum(buf).ln_())
+}
+
+/// Maximum of a non-empty row, in eight independent lanes.
+fn row_max<T: Real>(row: &[T]) -> T {
+    let mut acc = [row[0]; 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max_(v);
+        }
+    }
+    let mut m = acc.iter().fold(row[0], |m, &a| m.max_(a));
+    for &v in rest {
         m = m.max_(v);
     }
-    let mut sum = zero::<T>();
+    m
+}
+
+/// Sum of a row, left to right. Sequential on purpose: leading zeros (the probabilities of
+/// left-padded keys) then leave the sum bit for bit what it is without them, so a padded row
+/// gets exactly the numbers it gets alone.
+fn row_sum<T: Real>(row: &[T]) -> T {
+    let mut s = zero::<T>();
     for &v in row {
-        sum += (v - m).exp_();
+        s += v;
     }
-    (m, sum.ln_())
+    s
 }
 
 fn targets(s: &CpuStorage, l: &Layout, n: usize, v: usize) -> Result<Vec<usize>> {
@@ -638,11 +700,12 @@ impl CustomOp2 for LogSoftmaxGather {
         let tg = targets(s2, l2, n, v)?;
         dispatch!(s1, self.name(), T => {
             let x = slice::<T>(s1, l1, self.name())?;
+            let mut buf = vec![zero::<T>(); v];
             let out: Vec<T> = x
                 .chunks_exact(v)
                 .zip(&tg)
                 .map(|(row, &t)| {
-                    let (m, lse) = max_lse(row);
+                    let (m, lse) = max_lse(row, &mut buf);
                     (row[t] - m) - lse
                 })
                 .collect();
@@ -691,9 +754,11 @@ impl CustomOp3 for LogSoftmaxGatherBwd {
             }
             let mut out = vec![zero::<T>(); n * v];
             for (((row, or), &t), &gi) in x.chunks_exact(v).zip(out.chunks_exact_mut(v)).zip(&tg).zip(g) {
-                let (m, lse) = max_lse(row);
-                for (o, &xv) in or.iter_mut().zip(row) {
-                    *o = -(gi * ((xv - m) - lse).exp_());
+                let (_, lse) = max_lse(row, or);
+                // softmax = e^(x − m) / e^lse; the exponentials are already in `or`.
+                let inv = one::<T>() / lse.exp_();
+                for o in or.iter_mut() {
+                    *o = -(gi * (*o * inv));
                 }
                 or[t] += gi;
             }
@@ -817,4 +882,28 @@ pub fn attention(
             out,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp_f32;
+
+    #[test]
+    fn exp_f32_is_within_two_ulp_and_zero_below_the_normal_range() {
+        let mut worst = 0f64;
+        let mut x = -87.3f32;
+        while x < 88.3 {
+            let want = f64::from(x).exp();
+            let got = f64::from(exp_f32(x));
+            worst = worst.max((got - want).abs() / want);
+            x += 0.0137;
+        }
+        assert!(worst < 2.5e-7, "relative error {worst:e}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(-f32::MAX), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert!(exp_f32(1e4).is_finite());
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
 }
