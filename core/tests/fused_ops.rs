@@ -9,7 +9,9 @@ use workbench_core::ops::{self, fused};
 
 fn rand_tensor(rng: &mut ChaCha8Rng, shape: &[usize], dtype: DType, scale: f64) -> Tensor {
     let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0) * scale).collect();
+    let v: Vec<f64> = (0..n)
+        .map(|_| rng.random_range(-1.0..1.0) * scale)
+        .collect();
     Tensor::from_vec(v, shape, &Device::Cpu)
         .unwrap()
         .to_dtype(dtype)
@@ -55,12 +57,18 @@ fn check(
     seed: u64,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let a = fused_f(&ts);
     let b = composite_f(&ts);
     let e = rel_err(&a, &b);
-    assert!(e <= tol(dtype), "{name} {dtype:?}: values differ, rel err {e:e}");
+    assert!(
+        e <= tol(dtype),
+        "{name} {dtype:?}: values differ, rel err {e:e}"
+    );
     let w = rand_tensor(&mut rng, a.dims(), a.dtype(), 1.0);
     let ga = (&a * &w).unwrap().sum_all().unwrap().backward().unwrap();
     let gb = (&b * &w).unwrap().sum_all().unwrap().backward().unwrap();
@@ -210,7 +218,10 @@ fn log_softmax_gather_rejects_a_target_outside_the_vocabulary() {
     let x = Tensor::zeros((2, 10), DType::F32, &Device::Cpu).unwrap();
     let tg = Tensor::new(&[3u32, 10], &Device::Cpu).unwrap();
     let err = fused::log_softmax_gather(&x, &tg).unwrap_err().to_string();
-    assert!(err.contains("target id 10") && err.contains("vocabulary of 10"), "{err}");
+    assert!(
+        err.contains("target id 10") && err.contains("vocabulary of 10"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -232,7 +243,10 @@ fn other_dtypes_fall_back_to_the_composite_ops_with_gradients() {
         .unwrap()
         .backward()
         .unwrap();
-    assert!(g.get(v.as_tensor()).is_some(), "the fallback lost the gradient");
+    assert!(
+        g.get(v.as_tensor()).is_some(),
+        "the fallback lost the gradient"
+    );
 }
 
 #[test]
@@ -268,10 +282,7 @@ fn attention_matches_composite_in_values_and_all_three_gradients() {
                     if let Some(bias) = bias {
                         x = x.broadcast_add(&bias.to_dtype(dtype).unwrap()).unwrap();
                     }
-                    ops::softmax(&x, D::Minus1)
-                        .unwrap()
-                        .matmul(&t[2])
-                        .unwrap()
+                    ops::softmax(&x, D::Minus1).unwrap().matmul(&t[2]).unwrap()
                 },
                 14,
             );

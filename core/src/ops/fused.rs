@@ -88,7 +88,7 @@ fn exp_f32(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let y = p * (r * r) + r + 1.0;
     // n ∈ [-126, 127]: 2ⁿ from its exponent bits.
     let e = ((ni.clamp(-126, 127) + 127) as u32) << 23;
@@ -137,7 +137,10 @@ macro_rules! dispatch {
 fn last_dim(l: &Layout) -> Result<usize> {
     match l.dims().last() {
         Some(&d) if d > 0 => Ok(d),
-        _ => bail!("fused op: expected a non-empty last dimension, got {:?}", l.dims()),
+        _ => bail!(
+            "fused op: expected a non-empty last dimension, got {:?}",
+            l.dims()
+        ),
     }
 }
 
@@ -278,7 +281,11 @@ struct RopeBwd;
 fn rope_tables(x: (usize, usize, usize, usize), cos: &Layout, sin: &Layout) -> Result<bool> {
     let (b, _, l, hd) = x;
     if cos.dims() != sin.dims() {
-        bail!("fused-rope: cos {:?} and sin {:?} differ in shape", cos.dims(), sin.dims());
+        bail!(
+            "fused-rope: cos {:?} and sin {:?} differ in shape",
+            cos.dims(),
+            sin.dims()
+        );
     }
     if hd % 2 != 0 {
         bail!("fused-rope: head dim {hd} is odd");
@@ -423,7 +430,11 @@ impl CustomOp2 for SwiGlu {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         if l1.dims() != l2.dims() {
-            bail!("fused-swiglu: gate {:?} and up {:?} differ in shape", l1.dims(), l2.dims());
+            bail!(
+                "fused-swiglu: gate {:?} and up {:?} differ in shape",
+                l1.dims(),
+                l2.dims()
+            );
         }
         dispatch!(s1, self.name(), T => {
             let g = slice::<T>(s1, l1, self.name())?;
@@ -524,7 +535,10 @@ impl CustomOp2 for AttnSoftmax {
             bail!("fused-attention-softmax: no keys");
         }
         if l2.dims() != [b, lk] {
-            bail!("fused-attention-softmax: bias {:?} is not [{b}, {lk}]", l2.dims());
+            bail!(
+                "fused-attention-softmax: bias {:?} is not [{b}, {lk}]",
+                l2.dims()
+            );
         }
         dispatch!(s1, self.name(), T => {
             let s = slice::<T>(s1, l1, self.name())?;
@@ -556,10 +570,8 @@ impl CustomOp2 for AttnSoftmax {
         probs: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let ds = probs.apply_op2_no_bwd(
-            &grad.contiguous()?,
-            &AttnSoftmaxBwd { scale: self.scale },
-        )?;
+        let ds =
+            probs.apply_op2_no_bwd(&grad.contiguous()?, &AttnSoftmaxBwd { scale: self.scale })?;
         // The key bias is a constant of the forward (the padding mask).
         Ok((Some(ds), None))
     }
@@ -858,7 +870,7 @@ pub fn attention(
 ) -> Result<Tensor> {
     let fused = supported(q) && same_dtype(q, k) && same_dtype(q, v) && q.rank() == 4;
     if !fused {
-        let scores = q.contiguous()?.matmul(&k.t()?)?;
+        let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
         let probs = attention_softmax(&scores, scale, bias)?.to_dtype(v.dtype())?;
         return probs.matmul(&v.contiguous()?);
     }
