@@ -15,13 +15,13 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 
 use super::config::Config;
 use super::lora::{self, Adapter, LoraConfig};
 use super::names::{self, BLOCK_TENSORS};
 use super::weights::WeightSource;
-use crate::ops;
+use crate::ops::fused;
 
 pub use super::init::{normal, random_weights};
 pub use super::names::tensor_names;
@@ -80,10 +80,19 @@ impl Linear {
         let inner = dims[dims.len() - 1];
         let rows = x.elem_count() / inner;
         let out = self.weight.dim(0)?;
-        let flat = x.reshape((rows, inner))?;
+        // A [rows, inner] input is used as it is: every reshape is a graph node whose
+        // backward costs a zero-filled buffer and an add.
+        let flat = if dims.len() == 2 {
+            x.clone()
+        } else {
+            x.reshape((rows, inner))?
+        };
         let mut y = flat.matmul(&self.weight.t()?)?;
         if let (true, Some(ad)) = (adapters, &self.lora) {
             y = (y + ad.delta(&flat, dropout_key)?)?;
+        }
+        if dims.len() == 2 {
+            return Ok(y);
         }
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("non-empty shape") = out;
@@ -219,35 +228,33 @@ impl Block {
             let key = frame.dropout.map(|k| lora::dropout_key(k, layer, slot));
             which.apply(x, frame.adapters, key)
         };
-        let h = ops::rms_norm(x, &self.attn_norm, self.eps)?;
+        // Rows stay [B·n, d] through the block (one reshape in, one out).
+        let x = &x.reshape((b * l, d))?;
+        let h = fused::rms_norm(x, &self.attn_norm, self.eps)?;
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, l, n, self.head_dim))?.transpose(1, 2)
         };
         let q = heads(lin(&self.q_proj, 0, &h)?, self.n_heads)?;
         let k = heads(lin(&self.k_proj, 1, &h)?, self.n_kv_heads)?;
         let v = heads(lin(&self.v_proj, 2, &h)?, self.n_kv_heads)?;
-        let q = ops::rope(&q, &frame.cos, &frame.sin)?;
-        let k = ops::rope(&k, &frame.cos, &frame.sin)?;
+        let q = fused::rope(&q, &frame.cos, &frame.sin)?;
+        let k = fused::rope(&k, &frame.cos, &frame.sin)?;
         let (k_all, v_all) = match past {
             None => (k.clone(), v.clone()),
             Some((ck, cv, start)) => (splice(ck, &k, start)?, splice(cv, &v, start)?),
         };
         let k_rep = repeat_kv(&k_all, self.n_heads / self.n_kv_heads)?;
-        let v_rep = repeat_kv(&v_all, self.n_heads / self.n_kv_heads)?.contiguous()?;
+        let v_rep = repeat_kv(&v_all, self.n_heads / self.n_kv_heads)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = q.contiguous()?.matmul(&k_rep.t()?.contiguous()?)?;
-        let mut scores = (ops::upcast(&scores)? * scale)?;
-        if let Some(bias) = &frame.bias {
-            scores = scores.broadcast_add(&bias.to_dtype(scores.dtype())?)?;
-        }
-        let probs = ops::softmax(&scores, D::Minus1)?.to_dtype(v_rep.dtype())?;
-        let attn = probs.matmul(&v_rep)?.transpose(1, 2)?.reshape((b, l, d))?;
+        let attn = fused::attention(&q, &k_rep, &v_rep, scale, frame.bias.as_ref())?
+            .transpose(1, 2)?
+            .reshape((b * l, d))?;
         let x = (x + lin(&self.attn_out, 3, &attn)?)?;
-        let m = ops::rms_norm(&x, &self.ff_norm, self.eps)?;
-        let gate = lin(&self.ff_proj, 4, &m)?.silu()?;
+        let m = fused::rms_norm(&x, &self.ff_norm, self.eps)?;
+        let gate = lin(&self.ff_proj, 4, &m)?;
         let up = lin(&self.up_proj, 5, &m)?;
-        let out = (x + lin(&self.ff_out, 6, &(gate * up)?)?)?;
-        Ok((out, k, v))
+        let out = (x + lin(&self.ff_out, 6, &fused::swiglu(&gate, &up)?)?)?;
+        Ok((out.reshape((b, l, d))?, k, v))
     }
 }
 
@@ -460,7 +467,7 @@ impl Llada {
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x, &frame, i)?;
         }
-        Ok(ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
+        Ok(fused::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
     }
 
     /// [`Llada::forward_hidden`] (the same arithmetic, bit for bit) that also returns every
@@ -478,7 +485,7 @@ impl Llada {
             layers.push((k.contiguous()?, v.contiguous()?));
             x = out;
         }
-        let hidden = ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?;
+        let hidden = fused::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?;
         Ok((
             hidden,
             KvCache {
@@ -538,7 +545,7 @@ impl Llada {
         for (i, (block, (ck, cv))) in self.blocks.iter().zip(&cache.layers).enumerate() {
             x = block.forward_kv(&x, &frame, Some((ck, cv, start)), i)?.0;
         }
-        Ok(ops::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
+        Ok(fused::rms_norm(&x, &self.ln_f, self.cfg.rms_norm_eps)?)
     }
 
     /// Token embeddings [B, n, d_model] of `input_ids` [B, n], with B and n.

@@ -21,7 +21,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use super::llada::{Frame, Llada};
-use crate::ops;
+use crate::ops::fused;
 
 /// One checkpointed forward waiting for its backward.
 struct Pending {
@@ -59,7 +59,7 @@ pub(crate) fn forward(model: &Llada, embedded: Tensor, frame: Frame) -> Result<T
     }
     let leaf = Var::from_tensor(&x)?;
     let (ln_f, eps) = model.final_norm();
-    let hidden = ops::rms_norm(leaf.as_tensor(), ln_f, eps)?;
+    let hidden = fused::rms_norm(leaf.as_tensor(), ln_f, eps)?;
     PENDING.with(|p| {
         p.borrow_mut().push(Pending {
             model: model.clone(),

@@ -19,7 +19,7 @@
 //! included, never masked), in order; the coupled estimator one per completion position.
 //!
 //! **Numerics.** Hidden states are computed for the whole canvas; logits and the log-softmax
-//! (over the full `embedding_size`, in f32, [`crate::ops::log_softmax`]) only at the scored
+//! (over the full `embedding_size`, in f32, [`crate::ops::fused::log_softmax_gather`]) only at the scored
 //! rows (same numbers as slicing the full logits, much less work with LLaDA's 126k vocabulary).
 //! Log-probs are f32 (f64 for an f64 model); masks have the same dtype, 1.0 / 0.0.
 //!
@@ -217,14 +217,13 @@ pub fn logp_at(
     if divisor != 1.0 {
         logits = (logits / divisor)?;
     }
-    let lsm = ops::log_softmax(&logits, D::Minus1)?;
     let tg: Vec<u32> = idx
         .to_vec1::<u32>()?
         .iter()
         .map(|&i| targets[i as usize])
         .collect();
-    let tg = Tensor::from_vec(tg, (n, 1), dev)?;
-    let g = lsm.gather(&tg, 1)?.squeeze(1)?;
+    let tg = Tensor::from_vec(tg, n, dev)?;
+    let g = ops::fused::log_softmax_gather(&logits, &tg)?;
     let out = Tensor::zeros(b * t, g.dtype(), dev)?.index_add(&idx, &g, 0)?;
     Ok(out.reshape((b, t))?)
 }

@@ -3,6 +3,12 @@
 //! candle's fused `softmax_last_dim`, `rms_norm` and `rope` record no backward pass, so a loss
 //! built on them silently stops its gradient. These compositions of elementary ops are used on
 //! every path instead (inference included, so training and sampling see the same numbers).
+//!
+//! [`fused`] has the same ops (and SwiGLU, the attention softmax and the gathered log-softmax)
+//! as single-pass CPU kernels with their own backward passes; the model and the estimators use
+//! those, which fall back to the compositions here off the CPU or outside f32/f64.
+
+pub mod fused;
 
 use candle_core::{DType, Result, Tensor, D};
 

@@ -1,0 +1,921 @@
+//! Fused CPU kernels with backward passes, for the hot ops of the transformer and the
+//! estimators: RMSNorm, RoPE, SwiGLU, the attention softmax (scale + key bias + softmax) and the
+//! log-softmax gathered at target ids.
+//!
+//! Each is a candle custom op whose forward is one pass over its input (instead of the 5–10
+//! element-wise ops, and as many temporaries, of the composite form in [`crate::ops`]) and whose
+//! `bwd` computes the input gradients in one more pass, as real tensors recorded by candle's
+//! backward like any other op. The arithmetic follows the composite ops term by term (the same
+//! operations in the same order per element; only sums over a row may be associated
+//! differently), so values agree with them to float rounding; `core/tests/fused_ops.rs` checks
+//! values and gradients against the composite ops.
+//!
+//! The kernels run on CPU tensors in f32 or f64. On any other device or dtype (CUDA, bf16) every
+//! function here falls back to the composite ops, which record their own backward: there is no
+//! path that silently drops a gradient.
+
+use candle_core::{
+    bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D,
+};
+
+use super::{rms_norm as rms_norm_composite, rope as rope_composite, softmax, upcast};
+
+/// Whether the fused kernels serve `t`: a CPU tensor in f32 or f64.
+pub fn supported(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// Float element types of the kernels.
+trait Real: WithDType {
+    fn exp_(self) -> Self;
+    fn ln_(self) -> Self;
+    fn sqrt_(self) -> Self;
+    fn max_(self, other: Self) -> Self;
+}
+
+impl Real for f32 {
+    fn exp_(self) -> Self {
+        exp_f32(self)
+    }
+    fn ln_(self) -> Self {
+        self.ln()
+    }
+    fn sqrt_(self) -> Self {
+        self.sqrt()
+    }
+    fn max_(self, other: Self) -> Self {
+        self.max(other)
+    }
+}
+
+impl Real for f64 {
+    fn exp_(self) -> Self {
+        self.exp()
+    }
+    fn ln_(self) -> Self {
+        self.ln()
+    }
+    fn sqrt_(self) -> Self {
+        self.sqrt()
+    }
+    fn max_(self, other: Self) -> Self {
+        self.max(other)
+    }
+}
+
+/// `e^x` in f32 without a libm call, so that loops over rows vectorise: Cephes' `expf`
+/// (round x·log2(e) to n, reduce r = x − n·ln 2 in two parts, degree-6 polynomial, scale by
+/// 2ⁿ through the exponent bits), within 2 ulp of the correctly rounded value over the normal
+/// range. Below −87.3 (where e^x is subnormal) it returns 0, so a −f32::MAX padding bias still
+/// gives exactly zero probability; above 88.37 it saturates at e^88.37 ≈ 2.4e38 (the kernels
+/// only take it of non-positive numbers and of −gate, where that bound does not matter).
+/// Branch-free and made only of SSE2 operations (the round trick instead of `floor`).
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const LO: f32 = -87.336_55;
+    const HI: f32 = 88.376_26; // x·log2(e) < 127.5, so n ≤ 127
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4;
+    const C2: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
+    let xc = x.clamp(LO, HI);
+    let t = xc * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let r = (xc - n * C1) - n * C2;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let y = p * (r * r) + r + 1.0;
+    // n ∈ [-126, 127]: 2ⁿ from its exponent bits.
+    let e = ((ni.clamp(-126, 127) + 127) as u32) << 23;
+    let out = y * f32::from_bits(e);
+    if x < LO {
+        0.0
+    } else {
+        out
+    }
+}
+
+fn zero<T: Real>() -> T {
+    T::from_f64(0.0)
+}
+
+fn one<T: Real>() -> T {
+    T::from_f64(1.0)
+}
+
+/// The elements of a contiguous tensor's storage.
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+    let v = s.as_slice::<T>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => bail!("{op}: the fused kernel expects a contiguous input"),
+    }
+}
+
+/// Runs `$body` with `$t` bound to the element type of storage `$s` (f32 or f64).
+macro_rules! dispatch {
+    ($s:expr, $op:expr, $t:ident => $body:expr) => {
+        match $s {
+            CpuStorage::F32(_) => {
+                type $t = f32;
+                $body
+            }
+            CpuStorage::F64(_) => {
+                type $t = f64;
+                $body
+            }
+            _ => bail!("{}: the fused kernel takes f32 or f64 only", $op),
+        }
+    };
+}
+
+fn last_dim(l: &Layout) -> Result<usize> {
+    match l.dims().last() {
+        Some(&d) if d > 0 => Ok(d),
+        _ => bail!(
+            "fused op: expected a non-empty last dimension, got {:?}",
+            l.dims()
+        ),
+    }
+}
+
+fn same_dtype(a: &Tensor, b: &Tensor) -> bool {
+    a.dtype() == b.dtype()
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+
+struct RmsNorm {
+    eps: f64,
+}
+
+struct RmsNormBwd {
+    eps: f64,
+}
+
+/// `inv = 1 / sqrt(mean(x²) + eps)` of one row, as the composite op computes it.
+fn inv_rms<T: Real>(row: &[T], inv_n: T, eps: T) -> T {
+    let mut ss = zero::<T>();
+    for &v in row {
+        ss += v * v;
+    }
+    one::<T>() / (ss * inv_n + eps).sqrt_()
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = last_dim(l1)?;
+        dispatch!(s1, self.name(), T => {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let w = slice::<T>(s2, l2, self.name())?;
+            if w.len() != d {
+                bail!("fused-rms-norm: weight has {} elements for rows of {d}", w.len());
+            }
+            let inv_n = T::from_f64(1.0 / d as f64);
+            let eps = T::from_f64(self.eps);
+            let mut out = Vec::with_capacity(x.len());
+            for row in x.chunks_exact(d) {
+                let inv = inv_rms(row, inv_n, eps);
+                out.extend(row.iter().zip(w).map(|(&v, &wi)| (v * inv) * wi));
+            }
+            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = w.elem_count();
+        let n = x.elem_count() / d;
+        let g = grad.contiguous()?;
+        let both = x.apply_op3_no_bwd(w, &g, &RmsNormBwd { eps: self.eps })?;
+        let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dw = both.narrow(0, n, 1)?.reshape(w.shape())?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp3 for RmsNormBwd {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm-bwd"
+    }
+
+    /// Returns [N + 1, D]: the N rows of dx, then dw.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = last_dim(l1)?;
+        dispatch!(s1, self.name(), T => {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let w = slice::<T>(s2, l2, self.name())?;
+            let g = slice::<T>(s3, l3, self.name())?;
+            let n = x.len() / d;
+            let inv_n = T::from_f64(1.0 / d as f64);
+            let eps = T::from_f64(self.eps);
+            let mut out = vec![zero::<T>(); (n + 1) * d];
+            let (dx, dw) = out.split_at_mut(n * d);
+            let mut gw = vec![zero::<T>(); d];
+            for ((xr, gr), dxr) in x.chunks_exact(d).zip(g.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
+                let inv = inv_rms(xr, inv_n, eps);
+                let mut dot = zero::<T>();
+                for j in 0..d {
+                    let xh = xr[j] * inv;
+                    gw[j] = gr[j] * w[j];
+                    dot += gw[j] * xh;
+                    dw[j] += gr[j] * xh;
+                }
+                let c = dot * inv_n;
+                for j in 0..d {
+                    dxr[j] = inv * (gw[j] - (xr[j] * inv) * c);
+                }
+            }
+            Ok((T::to_cpu_storage_owned(out), Shape::from((n + 1, d))))
+        })
+    }
+}
+
+/// RMSNorm over the last dim, `w * (x / sqrt(mean(x²) + eps))`, fused on CPU f32/f64 with `x`
+/// and `weight` [D] of one dtype; elsewhere [`crate::ops::rms_norm`]. Differentiable in both.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    if !(supported(x) && same_dtype(x, weight)) {
+        return rms_norm_composite(x, weight, eps);
+    }
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, RmsNorm { eps })
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoPE
+
+struct Rope;
+struct RopeBwd;
+
+/// Checks `cos`/`sin` against x's [B, H, L, hd]: returns whether the tables are per batch row
+/// ([B, 1, L, hd]) rather than shared ([L, hd]).
+fn rope_tables(x: (usize, usize, usize, usize), cos: &Layout, sin: &Layout) -> Result<bool> {
+    let (b, _, l, hd) = x;
+    if cos.dims() != sin.dims() {
+        bail!(
+            "fused-rope: cos {:?} and sin {:?} differ in shape",
+            cos.dims(),
+            sin.dims()
+        );
+    }
+    if hd % 2 != 0 {
+        bail!("fused-rope: head dim {hd} is odd");
+    }
+    match cos.dims() {
+        [ll, d] if *ll == l && *d == hd => Ok(false),
+        [bb, 1, ll, d] if *bb == b && *ll == l && *d == hd => Ok(true),
+        other => bail!("fused-rope: tables {other:?} do not fit x [{b}, _, {l}, {hd}]"),
+    }
+}
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "fused-rope"
+    }
+
+    /// x may be strided (the [B, L, H, hd] → [B, H, L, hd] transpose of a projection); the
+    /// output is contiguous.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = l1.shape().dims4()?;
+        let per_batch = rope_tables(dims, l2, l3)?;
+        let (b, h, l, hd) = dims;
+        let half = hd / 2;
+        let st = l1.stride();
+        let start = l1.start_offset();
+        dispatch!(s1, self.name(), T => {
+            let x = s1.as_slice::<T>()?;
+            let cos = slice::<T>(s2, l2, self.name())?;
+            let sin = slice::<T>(s3, l3, self.name())?;
+            let mut out = Vec::with_capacity(b * h * l * hd);
+            for bi in 0..b {
+                for hi in 0..h {
+                    for li in 0..l {
+                        let base = start + bi * st[0] + hi * st[1] + li * st[2];
+                        let t = (if per_batch { bi * l + li } else { li }) * hd;
+                        let (c, s) = (&cos[t..t + hd], &sin[t..t + hd]);
+                        let at = |i: usize| x[base + i * st[3]];
+                        for i in 0..half {
+                            out.push(at(i) * c[i] + (-at(i + half)) * s[i]);
+                        }
+                        for i in half..hd {
+                            out.push(at(i) * c[i] + at(i - half) * s[i]);
+                        }
+                    }
+                }
+            }
+            Ok((T::to_cpu_storage_owned(out), Shape::from((b, h, l, hd))))
+        })
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // The tables are constants of the forward (positions), never trained.
+        let dx = grad.contiguous()?.apply_op3_no_bwd(cos, sin, &RopeBwd)?;
+        Ok((Some(dx), None, None))
+    }
+}
+
+impl CustomOp3 for RopeBwd {
+    fn name(&self) -> &'static str {
+        "fused-rope-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = l1.shape().dims4()?;
+        let per_batch = rope_tables(dims, l2, l3)?;
+        let (b, h, l, hd) = dims;
+        let half = hd / 2;
+        dispatch!(s1, self.name(), T => {
+            let g = slice::<T>(s1, l1, self.name())?;
+            let cos = slice::<T>(s2, l2, self.name())?;
+            let sin = slice::<T>(s3, l3, self.name())?;
+            let mut out = Vec::with_capacity(g.len());
+            for (r, gr) in g.chunks_exact(hd).enumerate() {
+                let (bi, li) = (r / (h * l), r % l);
+                let t = (if per_batch { bi * l + li } else { li }) * hd;
+                let (c, s) = (&cos[t..t + hd], &sin[t..t + hd]);
+                // out_i = x_i c_i + r_i s_i with r = [-x2, x1].
+                for j in 0..half {
+                    out.push(gr[j] * c[j] + gr[j + half] * s[j + half]);
+                }
+                for j in half..hd {
+                    out.push(gr[j] * c[j] - gr[j - half] * s[j - half]);
+                }
+            }
+            Ok((T::to_cpu_storage_owned(out), Shape::from((b, h, l, hd))))
+        })
+    }
+}
+
+/// Rotary embedding in the half-split layout, `x*cos + rotate_half(x)*sin`, with `x`
+/// [B, H, L, hd] (any strides) and `cos`/`sin` [L, hd] or [B, 1, L, hd]: fused on CPU f32/f64
+/// (tables in x's dtype), returning a contiguous tensor; elsewhere [`crate::ops::rope`].
+/// Differentiable in `x` (the tables are constants).
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if !(supported(x) && x.rank() == 4) || cos.track_op() || sin.track_op() {
+        return rope_composite(x, cos, sin);
+    }
+    let cos = cos.to_dtype(x.dtype())?.contiguous()?;
+    let sin = sin.to_dtype(x.dtype())?.contiguous()?;
+    x.apply_op3(&cos, &sin, Rope)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SwiGLU
+
+struct SwiGlu;
+struct SwiGluBwd;
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "fused-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.dims() != l2.dims() {
+            bail!(
+                "fused-swiglu: gate {:?} and up {:?} differ in shape",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        dispatch!(s1, self.name(), T => {
+            let g = slice::<T>(s1, l1, self.name())?;
+            let u = slice::<T>(s2, l2, self.name())?;
+            let out: Vec<T> = g
+                .iter()
+                .zip(u)
+                .map(|(&g, &u)| (g / (one::<T>() + (-g).exp_())) * u)
+                .collect();
+            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = gate.elem_count();
+        let both = gate.apply_op3_no_bwd(up, &grad.contiguous()?, &SwiGluBwd)?;
+        let dg = both.narrow(0, 0, n)?.reshape(gate.shape())?;
+        let du = both.narrow(0, n, n)?.reshape(up.shape())?;
+        Ok((Some(dg), Some(du)))
+    }
+}
+
+impl CustomOp3 for SwiGluBwd {
+    fn name(&self) -> &'static str {
+        "fused-swiglu-bwd"
+    }
+
+    /// Returns [2N]: d gate, then d up.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, self.name(), T => {
+            let g = slice::<T>(s1, l1, self.name())?;
+            let u = slice::<T>(s2, l2, self.name())?;
+            let dy = slice::<T>(s3, l3, self.name())?;
+            let n = g.len();
+            let mut out = vec![zero::<T>(); 2 * n];
+            let (dg, du) = out.split_at_mut(n);
+            for i in 0..n {
+                let e = one::<T>() + (-g[i]).exp_();
+                let sig = one::<T>() / e;
+                let silu = g[i] / e;
+                dg[i] = dy[i] * u[i] * (sig * (one::<T>() + g[i] * (one::<T>() - sig)));
+                du[i] = dy[i] * silu;
+            }
+            Ok((T::to_cpu_storage_owned(out), Shape::from(2 * n)))
+        })
+    }
+}
+
+/// SwiGLU's gating `silu(gate) * up` (same shapes), fused on CPU f32/f64; elsewhere
+/// `gate.silu()? * up`. Differentiable in both.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if !(supported(gate) && same_dtype(gate, up) && gate.dims() == up.dims()) {
+        return gate.silu()? * up;
+    }
+    gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention softmax
+
+struct AttnSoftmax {
+    scale: f64,
+}
+
+struct AttnSoftmaxBwd {
+    scale: f64,
+}
+
+impl CustomOp2 for AttnSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-attention-softmax"
+    }
+
+    /// scores [B, H, Lq, Lk] and bias [B, Lk] → probabilities [B, H, Lq, Lk].
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, h, lq, lk) = l1.shape().dims4()?;
+        if lk == 0 {
+            bail!("fused-attention-softmax: no keys");
+        }
+        if l2.dims() != [b, lk] {
+            bail!(
+                "fused-attention-softmax: bias {:?} is not [{b}, {lk}]",
+                l2.dims()
+            );
+        }
+        dispatch!(s1, self.name(), T => {
+            let s = slice::<T>(s1, l1, self.name())?;
+            let bias = slice::<T>(s2, l2, self.name())?;
+            let scale = T::from_f64(self.scale);
+            let mut out = vec![zero::<T>(); s.len()];
+            for (r, (sr, or)) in s.chunks_exact(lk).zip(out.chunks_exact_mut(lk)).enumerate() {
+                let br = &bias[(r / (h * lq)) * lk..][..lk];
+                for ((o, &sv), &bv) in or.iter_mut().zip(sr).zip(br) {
+                    *o = sv * scale + bv;
+                }
+                let m = row_max(or);
+                for o in or.iter_mut() {
+                    *o = (*o - m).exp_();
+                }
+                let sum = row_sum(or);
+                for o in or.iter_mut() {
+                    *o /= sum;
+                }
+            }
+            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        _scores: &Tensor,
+        _bias: &Tensor,
+        probs: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let ds =
+            probs.apply_op2_no_bwd(&grad.contiguous()?, &AttnSoftmaxBwd { scale: self.scale })?;
+        // The key bias is a constant of the forward (the padding mask).
+        Ok((Some(ds), None))
+    }
+}
+
+impl CustomOp2 for AttnSoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "fused-attention-softmax-bwd"
+    }
+
+    /// probabilities P and their gradient G → `scale · P ⊙ (G − Σ_k G_k P_k)` per row.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let lk = last_dim(l1)?;
+        dispatch!(s1, self.name(), T => {
+            let p = slice::<T>(s1, l1, self.name())?;
+            let g = slice::<T>(s2, l2, self.name())?;
+            let scale = T::from_f64(self.scale);
+            let mut out = vec![zero::<T>(); p.len()];
+            for ((pr, gr), or) in p.chunks_exact(lk).zip(g.chunks_exact(lk)).zip(out.chunks_exact_mut(lk)) {
+                let mut dot = zero::<T>();
+                for j in 0..lk {
+                    dot += pr[j] * gr[j];
+                }
+                for j in 0..lk {
+                    or[j] = scale * pr[j] * (gr[j] - dot);
+                }
+            }
+            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+        })
+    }
+}
+
+/// Attention probabilities `softmax(scores · scale + bias)` over the last dim of `scores`
+/// [B, H, Lq, Lk], with an optional key bias [B, 1, 1, Lk] (0 for real keys, a large negative
+/// number for padding). Computed in f32 (f64 for f64) and fused on CPU; elsewhere the composite
+/// upcast, scale, broadcast add and [`crate::ops::softmax`]. Differentiable in `scores`; the
+/// backward keeps only the probabilities.
+pub fn attention_softmax(scores: &Tensor, scale: f64, bias: Option<&Tensor>) -> Result<Tensor> {
+    let scores = upcast(scores)?;
+    let bias_ok = bias.is_none_or(|b| !b.track_op());
+    if !(supported(&scores) && scores.rank() == 4 && bias_ok) {
+        let mut s = (scores * scale)?;
+        if let Some(bias) = bias {
+            s = s.broadcast_add(&bias.to_dtype(s.dtype())?)?;
+        }
+        return softmax(&s, D::Minus1);
+    }
+    let (b, _, _, lk) = scores.dims4()?;
+    let bias = match bias {
+        Some(t) => t.to_dtype(scores.dtype())?.reshape((b, lk))?.contiguous()?,
+        None => Tensor::zeros((b, lk), scores.dtype(), scores.device())?,
+    };
+    scores.contiguous()?.apply_op2(&bias, AttnSoftmax { scale })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log-softmax gathered at targets
+
+struct LogSoftmaxGather;
+struct LogSoftmaxGatherBwd;
+
+/// Row max and log-sum-exp of the shifted row, as the composite log-softmax computes them;
+/// `buf` (the row's length) receives the exponentials.
+fn max_lse<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
+    let m = row_max(row);
+    for (b, &v) in buf.iter_mut().zip(row) {
+        *b = (v - m).exp_();
+    }
+    (m, row_sum(buf).ln_())
+}
+
+/// Maximum of a non-empty row, in eight independent lanes.
+fn row_max<T: Real>(row: &[T]) -> T {
+    let mut acc = [row[0]; 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max_(v);
+        }
+    }
+    let mut m = acc.iter().fold(row[0], |m, &a| m.max_(a));
+    for &v in rest {
+        m = m.max_(v);
+    }
+    m
+}
+
+/// Sum of a row, left to right. Sequential on purpose: leading zeros (the probabilities of
+/// left-padded keys) then leave the sum bit for bit what it is without them, so a padded row
+/// gets exactly the numbers it gets alone.
+fn row_sum<T: Real>(row: &[T]) -> T {
+    let mut s = zero::<T>();
+    for &v in row {
+        s += v;
+    }
+    s
+}
+
+fn targets(s: &CpuStorage, l: &Layout, n: usize, v: usize) -> Result<Vec<usize>> {
+    let t = slice::<u32>(s, l, "fused-log-softmax-gather")?;
+    if t.len() != n {
+        bail!("fused-log-softmax-gather: {} targets for {n} rows", t.len());
+    }
+    t.iter()
+        .map(|&i| {
+            let i = i as usize;
+            if i >= v {
+                bail!("fused-log-softmax-gather: target id {i} is outside the vocabulary of {v}")
+            }
+            Ok(i)
+        })
+        .collect()
+}
+
+impl CustomOp2 for LogSoftmaxGather {
+    fn name(&self) -> &'static str {
+        "fused-log-softmax-gather"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, v) = l1.shape().dims2()?;
+        if v == 0 {
+            bail!("fused-log-softmax-gather: empty vocabulary");
+        }
+        let tg = targets(s2, l2, n, v)?;
+        dispatch!(s1, self.name(), T => {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let mut buf = vec![zero::<T>(); v];
+            let out: Vec<T> = x
+                .chunks_exact(v)
+                .zip(&tg)
+                .map(|(row, &t)| {
+                    let (m, lse) = max_lse(row, &mut buf);
+                    (row[t] - m) - lse
+                })
+                .collect();
+            Ok((T::to_cpu_storage_owned(out), Shape::from(n)))
+        })
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?;
+        let dx = logits.apply_op3_no_bwd(targets, &g, &LogSoftmaxGatherBwd)?;
+        Ok((Some(dx), None))
+    }
+}
+
+impl CustomOp3 for LogSoftmaxGatherBwd {
+    fn name(&self) -> &'static str {
+        "fused-log-softmax-gather-bwd"
+    }
+
+    /// logits [N, V], targets [N], incoming gradient [N] → `g · (onehot(target) − softmax)`.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, v) = l1.shape().dims2()?;
+        if v == 0 {
+            bail!("fused-log-softmax-gather: empty vocabulary");
+        }
+        let tg = targets(s2, l2, n, v)?;
+        dispatch!(s1, self.name(), T => {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let g = slice::<T>(s3, l3, self.name())?;
+            if g.len() != n {
+                bail!("fused-log-softmax-gather-bwd: {} gradients for {n} rows", g.len());
+            }
+            let mut out = vec![zero::<T>(); n * v];
+            for (((row, or), &t), &gi) in x.chunks_exact(v).zip(out.chunks_exact_mut(v)).zip(&tg).zip(g) {
+                let (_, lse) = max_lse(row, or);
+                // softmax = e^(x − m) / e^lse; the exponentials are already in `or`.
+                let inv = one::<T>() / lse.exp_();
+                for o in or.iter_mut() {
+                    *o = -(gi * (*o * inv));
+                }
+                or[t] += gi;
+            }
+            Ok((T::to_cpu_storage_owned(out), Shape::from((n, v))))
+        })
+    }
+}
+
+/// `log_softmax(logits)[i, targets[i]]` for logits [N, V] and u32 targets [N]: the [N]
+/// log-probabilities of the targets, in f32 (f64 for f64). Fused on CPU: the forward and the
+/// backward (`g · (onehot − softmax)`) each take one pass over the logits, and no [N, V]
+/// log-softmax enters the graph. Elsewhere [`crate::ops::log_softmax`] and a gather.
+/// Differentiable in `logits`; a target outside `0..V` is an error.
+pub fn log_softmax_gather(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let logits = upcast(logits)?;
+    let (n, _) = logits.dims2()?;
+    let targets = targets.to_dtype(DType::U32)?.reshape(n)?;
+    if !supported(&logits) {
+        let lsm = super::log_softmax(&logits, D::Minus1)?;
+        return lsm.gather(&targets.reshape((n, 1))?, 1)?.squeeze(1);
+    }
+    logits
+        .contiguous()?
+        .apply_op2(&targets.contiguous()?, LogSoftmaxGather)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+/// `softmax(q kᵀ · scale + bias) v` as one graph node. The forward runs on detached inputs
+/// (candle matmuls and [`AttnSoftmax`], recorded nowhere); the op keeps the probabilities
+/// for its backward, so neither the [B, H, Lq, Lk] scores nor their gradients become graph
+/// edges of their own.
+struct Attention {
+    scale: f64,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    probs: Tensor,
+    out: Tensor,
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    /// Hands over the output computed when the op was built (the arguments are the same
+    /// q, k, v, undetached, so that the graph records them).
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let flat = self.out.flatten_all()?;
+        dispatch!(s1, self.name(), T => {
+            let v = flat.to_vec1::<T>()?;
+            Ok((T::to_cpu_storage_owned(v), self.out.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        _q: &Tensor,
+        _k: &Tensor,
+        _v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?;
+        let p = &self.probs;
+        let dv = p.t()?.matmul(&g)?;
+        let dp = g.matmul(&self.v.t()?)?;
+        let ds = p.apply_op2_no_bwd(&dp, &AttnSoftmaxBwd { scale: self.scale })?;
+        let dq = ds.matmul(&self.k)?;
+        let dk = ds.t()?.matmul(&self.q)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+/// Scaled dot-product attention `softmax(q kᵀ · scale + bias) v` with q [B, H, Lq, hd], k and
+/// v [B, H, Lk, hd] (keys already repeated to the query heads) and an optional key bias
+/// [B, 1, 1, Lk]. Scores and softmax are in f32 (f64 for f64), the matmuls in the input
+/// dtype. On CPU f32/f64 one graph node with its own backward (`dV = Pᵀ dO`, `dS` from the
+/// softmax backward, `dQ = dS K`, `dK = dSᵀ Q`) that keeps only the probabilities; elsewhere
+/// the composite matmul, [`attention_softmax`] and matmul. Differentiable in q, k and v.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let fused = supported(q) && same_dtype(q, k) && same_dtype(q, v) && q.rank() == 4;
+    if !fused {
+        let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+        let probs = attention_softmax(&scores, scale, bias)?.to_dtype(v.dtype())?;
+        return probs.matmul(&v.contiguous()?);
+    }
+    let (qd, kd, vd) = (
+        q.detach().contiguous()?,
+        k.detach().contiguous()?,
+        v.detach().contiguous()?,
+    );
+    let bias = bias.map(Tensor::detach);
+    let probs = attention_softmax(&qd.matmul(&kd.t()?)?, scale, bias.as_ref())?;
+    let out = probs.matmul(&vd)?;
+    q.apply_op3(
+        k,
+        v,
+        Attention {
+            scale,
+            q: qd,
+            k: kd,
+            v: vd,
+            probs,
+            out,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp_f32;
+
+    #[test]
+    fn exp_f32_is_within_two_ulp_and_zero_below_the_normal_range() {
+        let mut worst = 0f64;
+        let mut x = -87.3f32;
+        while x < 88.3 {
+            let want = f64::from(x).exp();
+            let got = f64::from(exp_f32(x));
+            worst = worst.max((got - want).abs() / want);
+            x += 0.0137;
+        }
+        assert!(worst < 2.5e-7, "relative error {worst:e}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(-f32::MAX), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert!(exp_f32(1e4).is_finite());
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
+}
