@@ -202,6 +202,15 @@ fn unknown_keys_and_bad_values_are_refused_by_name() {
     assert!(!ok && err.contains("--set gen_length=20"), "{err}");
     let (ok, _, err) = run("scripts/cj_grpo.rhai", &sets(&["sampler=greedy"], &out));
     assert!(!ok && err.contains("--set sampler=greedy"), "{err}");
+    // EOSER in training decodes one block, as the reference trainer asserts.
+    let (ok, _, err) = run(
+        "scripts/cj_grpo.rhai",
+        &sets(&["sampler=eoser", "gen_length=16", "block_length=8"], &out),
+    );
+    assert!(
+        !ok && err.contains("--set block_length=8") && err.contains("one block"),
+        "{err}"
+    );
     let (ok, _, err) = run(
         "scripts/diffu_grpo.rhai",
         &sets(&["reward=vibes", "task=sudoku", "train_size=4"], &out),

@@ -174,6 +174,29 @@ fn location_prefix(msg: &str) -> Option<String> {
     Some(format!("{first}:"))
 }
 
+/// A message located in a source file: `file:line:col: msg`, then the source line and a caret
+/// under column `col` (1-based); `file: msg` without a line. A backtrace in `msg` is dropped.
+pub fn at_source(
+    file: &str,
+    source: &str,
+    line: Option<usize>,
+    col: Option<usize>,
+    msg: &str,
+) -> String {
+    let msg = strip_backtrace(msg);
+    let Some(line) = line else {
+        return format!("{file}: {msg}");
+    };
+    let col = col.unwrap_or(1);
+    let text = source.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    let gutter = line.to_string();
+    format!(
+        "{file}:{line}:{col}: {msg}\n {gutter} | {text}\n {} | {}^",
+        " ".repeat(gutter.len()),
+        " ".repeat(col.saturating_sub(1))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod fsio;
 pub mod literal;
 pub mod model;
 pub mod ops;
+pub mod plot;
 pub mod sampler;
 pub mod tasks;
 pub mod term;

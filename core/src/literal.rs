@@ -9,6 +9,31 @@
 use anyhow::{bail, Result};
 use serde_json::{Map, Number, Value};
 
+/// Parses one `--set key=value` argument: the key must be an identifier, the value a literal
+/// ([`parse`], never evaluated), except that a bare word that is not a literal
+/// (`task=math500`, `model=GSAI-ML/LLaDA-8B-Instruct`) is taken as a string. Errors name the
+/// argument.
+pub fn parse_set(arg: &str) -> Result<(String, Value)> {
+    let Some((k, v)) = arg.split_once('=') else {
+        bail!("--set {arg}: expected key=value");
+    };
+    let k = k.trim();
+    if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        bail!("--set {arg}: the key must be an identifier");
+    }
+    let v = v.trim();
+    let bare_word = !v.is_empty()
+        && !v.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
+        && v.chars()
+            .all(|c| c.is_alphanumeric() || "_-./:".contains(c))
+        && !matches!(v, "true" | "false");
+    if bare_word {
+        return Ok((k.to_string(), Value::String(v.to_string())));
+    }
+    let value = parse(v).map_err(|e| anyhow::anyhow!("--set {k}={v}: not a valid literal: {e}"))?;
+    Ok((k.to_string(), value))
+}
+
 /// Parses one literal; anything else (an operator, a call, a variable) is an error saying what
 /// was expected and where.
 pub fn parse(text: &str) -> Result<Value> {

@@ -59,6 +59,49 @@ pub fn duration_short(secs: f64) -> String {
     }
 }
 
+/// The progress bar on stderr (hidden when stderr is not a terminal): `pos/len` of `unit`
+/// with elapsed time and ETA when `total` is known, else a spinner; starts at `start` (a
+/// resumed run) and shows the bar's message after it.
+pub fn progress_bar(total: Option<u64>, start: u64, unit: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let template = match total {
+        Some(_) => format!("{{bar:30.cyan/blue}} {{pos}}/{{len}} {unit} [{{elapsed_precise}} < {{eta_precise}}] {{msg}}"),
+        None => format!("{{spinner}} {unit} {{pos}} [{{elapsed_precise}}] {{msg}}"),
+    };
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr())
+        .with_style(style)
+        .with_position(start);
+    bar.reset_eta();
+    bar
+}
+
+/// The current UTC time as ISO 8601, `YYYY-MM-DDTHH:MM:SSZ` (for run logs and reports).
+pub fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// A metric for a progress line: 4 significant digits, scientific when very small or large.
 pub fn compact(x: f64) -> String {
     let a = x.abs();

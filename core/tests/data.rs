@@ -378,3 +378,33 @@ fn shipped_test_set_table_matches_the_data_folder() {
     std::fs::write(&p, bytes).unwrap();
     assert_eq!(shipped_test_set(&p).unwrap(), None);
 }
+
+#[test]
+fn index_loader_validates_covers_every_row_and_resumes_from_its_cursor() {
+    use workbench_core::data::loader::IndexLoader;
+    for (len, bs, drop_last, want) in [
+        (0, 2, false, "no rows"),
+        (5, 0, false, "batch_size"),
+        (3, 4, true, "drop_last"),
+    ] {
+        let e = IndexLoader::new(len, bs, true, drop_last, 0).unwrap_err();
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    let mut l = IndexLoader::new(5, 2, true, false, 7).unwrap();
+    let mut epoch: Vec<usize> = (0..3).flat_map(|_| l.next_indices().unwrap()).collect();
+    epoch.sort();
+    assert_eq!(
+        epoch,
+        vec![0, 1, 2, 3, 4],
+        "one epoch: every row once, a short last batch"
+    );
+    let saved = l.cursor;
+    let next = l.next_indices().unwrap();
+    let mut r = IndexLoader::new(5, 2, true, false, 7).unwrap();
+    r.cursor = saved;
+    assert_eq!(
+        r.next_indices().unwrap(),
+        next,
+        "a restored cursor gives the same batch"
+    );
+}

@@ -195,3 +195,20 @@ fn moving_average_is_trailing() {
         vec![(0.0, 1.0), (1.0, 2.0), (2.0, 4.0), (3.0, 6.0)]
     );
 }
+
+#[test]
+fn progress_message_shows_named_metrics_and_their_prefixed_keys() {
+    use workbench_core::train::runlog::progress_message;
+    let r = rec(
+        json!({"step": 3, "loss": 0.12345, "reward_mean": 0.5, "reward_max": 1.0,
+                       "acc": null, "tag": "sft", "n": 7}),
+    );
+    let show: Vec<String> = ["loss", "reward", "acc", "tag", "n", "absent"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        progress_message(&show, &r),
+        "loss 0.1235  reward_max 1.000  reward_mean 0.5000  acc nan  tag sft  n 7"
+    );
+}

@@ -19,6 +19,7 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("objectives", include_str!("../../stdlib/objectives.rhai")),
     ("sft_data", include_str!("../../stdlib/sft_data.rhai")),
     ("mdpo", include_str!("../../stdlib/mdpo.rhai")),
+    ("cj_grpo", include_str!("../../stdlib/cj_grpo.rhai")),
     ("igpo", include_str!("../../stdlib/igpo.rhai")),
 ];
 
@@ -227,25 +228,8 @@ pub fn merge_config(
 /// map), parsed and never evaluated (`workbench_core::literal`); a bare word that is not a
 /// literal is taken as a string.
 pub fn parse_set(arg: &str) -> anyhow::Result<(String, Dynamic)> {
-    let (k, v) = arg
-        .split_once('=')
-        .ok_or_else(|| anyhow::anyhow!("--set {arg}: expected key=value"))?;
-    let k = k.trim();
-    if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        anyhow::bail!("--set {arg}: the key must be an identifier");
-    }
-    let v = v.trim();
-    let bare_word = !v.is_empty()
-        && !v.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
-        && v.chars()
-            .all(|c| c.is_alphanumeric() || "_-./:".contains(c))
-        && !matches!(v, "true" | "false");
-    if bare_word {
-        return Ok((k.to_string(), Dynamic::from(v.to_string())));
-    }
-    let value = workbench_core::literal::parse(v)
-        .map_err(|e| anyhow::anyhow!("--set {k}={v}: not a valid literal: {e}"))?;
-    Ok((k.to_string(), api::convert::json_to_dynamic(&value)))
+    let (k, v) = workbench_core::literal::parse_set(arg)?;
+    Ok((k, api::convert::json_to_dynamic(&v)))
 }
 
 /// Renders a script error as `file:line:col: message` with the source line and a caret.
@@ -256,20 +240,7 @@ pub fn format_error(file: &str, source: &str, err: &EvalAltResult) -> String {
         // The location is printed once, in front: drop rhai's own ` (line 1, position 14)`.
         _ => err.to_string().replace(&format!(" ({pos})"), ""),
     };
-    let msg = workbench_core::error_report::strip_backtrace(&msg);
-    match (pos.line(), pos.position()) {
-        (Some(line), col) => {
-            let col = col.unwrap_or(1);
-            let text = source.lines().nth(line - 1).unwrap_or("");
-            let gutter = format!("{line}");
-            format!(
-                "{file}:{line}:{col}: {msg}\n {gutter} | {text}\n {} | {}^",
-                " ".repeat(gutter.len()),
-                " ".repeat(col.saturating_sub(1))
-            )
-        }
-        _ => format!("{file}: {msg}"),
-    }
+    workbench_core::error_report::at_source(file, source, pos.line(), pos.position(), &msg)
 }
 
 /// The position in the top-level script: a call into a function reports where it was called.

@@ -6,9 +6,6 @@
 //! `docs/api.md` and the REPL's `:help`.
 
 pub mod api;
-pub mod docs;
 pub mod engine;
-pub mod plot;
-pub mod repl;
 
 pub use engine::{new_engine, run_file};

@@ -15,25 +15,3 @@ fn estimator_script_runs_on_the_fixture_model() {
         panic!("estimators.rhai failed: {e}");
     }
 }
-
-#[test]
-fn every_estimator_binding_is_documented() {
-    let engine = workbench_scripting::new_engine();
-    let missing = workbench_scripting::docs::undocumented(&engine).unwrap();
-    for name in [
-        "logp_d1",
-        "logp_masked",
-        "logp_step",
-        "logp_mdpo",
-        "elbo",
-        "elbo_counts",
-        "logp_coupled",
-        "pretrain_loss",
-        "sft_loss",
-    ] {
-        assert!(
-            !missing.iter().any(|m| m.contains(name)),
-            "{name} undocumented"
-        );
-    }
-}

@@ -84,16 +84,3 @@ fn bad_options_are_errors_naming_them() {
         assert!(e.contains(want), "{src}: {e}");
     }
 }
-
-#[test]
-fn every_optimizer_function_is_documented() {
-    let engine = workbench_scripting::new_engine();
-    let missing = workbench_scripting::docs::undocumented(&engine).unwrap();
-    let ours: Vec<&String> = missing
-        .iter()
-        .filter(|s| s.contains("Optimizer") || s.contains("adamw"))
-        .collect();
-    assert!(ours.is_empty(), "undocumented: {ours:?}");
-    let md = workbench_scripting::docs::api_markdown(&engine).unwrap();
-    assert!(md.contains("### adamw") && md.contains("### apply"), "{md}");
-}

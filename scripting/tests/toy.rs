@@ -77,3 +77,60 @@ fn sudoku_toy_rewards_are_cell_accuracy() {
     .unwrap();
     assert_eq!(floats(r), vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
 }
+
+#[test]
+fn rhai_helpers_group_and_validate() {
+    let r: Array = eval(
+        r#"let rows = [#{ Puzzle: "3102200002100320", Solution: "3142243142131324" }];
+           let good = digit_ids("3142243142131324");
+           let bad = digit_ids("3102200002100320");
+           cell_accuracy([good, bad, good], rows, 3)"#,
+    )
+    .unwrap();
+    assert_eq!(floats(r), vec![1.0, 0.0, 1.0]);
+    let c: Array = eval(
+        r#"let rows = [#{ Puzzle: "3102200002100320", Solution: "3142243142131324" }];
+           cell_rewards([digit_ids("3142243142131324")], rows, 1).to_array()[0]"#,
+    )
+    .unwrap();
+    let want: Vec<f64> = "3102200002100320"
+        .chars()
+        .map(|ch| if ch == '0' { 1.0 } else { 0.0 })
+        .collect();
+    assert_eq!(floats(c), want);
+    let t: Array = eval(r#"digit_texts(tensor([[1, 2, 10], [0, 4, 3]]))"#).unwrap();
+    assert_eq!(t[0].clone().into_string().unwrap(), "12.");
+    assert_eq!(t[1].clone().into_string().unwrap(), "043");
+    let nested: Array = eval(r#"digit_ids(["12", "34"])"#).unwrap();
+    assert_eq!(nested.len(), 2);
+    let e = eval::<Array>(r#"cell_accuracy([[1, 2]], [#{ Puzzle: "1", Solution: "1" }], 2)"#)
+        .unwrap_err();
+    assert!(e.contains("1 completions for 1 rows × group 2"), "{e}");
+    let e = eval::<Array>(r#"cell_accuracy([[1, 2]], [#{ puzzle: "1" }])"#).unwrap_err();
+    assert!(e.contains("Solution"), "{e}");
+    let e =
+        eval::<Array>(r#"char_ids(["12"], #{ alphabet: "0123456789", lenght: 3 })"#).unwrap_err();
+    assert!(
+        e.contains("char_ids") && e.contains("`lenght`") && e.contains("`length`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hint_maps_are_seeded_and_masked() {
+    let r: Array = eval(
+        r#"let toks = []; for i in 0..60 { toks.push(100 + i); }
+           let a = igpo_hints(toks, 96, [0.4, 0.6], #{ seed: 7 });
+           let b = igpo_hints(toks, 96, [0.4, 0.6], #{ seed: 7 });
+           let total = 0; for h in a { total += h.len(); }
+           [`${a}` == `${b}`, hint_mask(a, 96).to_dtype("f32").sum().item(), total]"#,
+    )
+    .unwrap();
+    assert!(r[0].as_bool().unwrap());
+    let total = r[2].as_int().unwrap();
+    assert!(total > 0);
+    let n = r[1]
+        .as_float()
+        .unwrap_or_else(|_| r[1].as_int().unwrap() as f64);
+    assert_eq!(n, total as f64);
+}

@@ -20,7 +20,7 @@ pub struct DocArgs {
 /// Generates (or checks) the API reference.
 pub fn run(args: &DocArgs) -> Result<()> {
     let engine = workbench_scripting::new_engine();
-    let text = workbench_scripting::docs::api_markdown(&engine)?;
+    let text = workbench::docs::api_markdown(&engine)?;
     if args.check {
         let current = std::fs::read_to_string(&args.out).unwrap_or_default();
         if current != text {

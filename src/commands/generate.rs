@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
-use workbench_core::device::{default_device, default_dtype, parse_device, parse_dtype};
+use workbench_core::device::{default_device, resolve};
 use workbench_core::error_report::render_at;
 use workbench_core::fsio::LineSink;
 use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
-use workbench_core::sampler::{self, GenerateRequest, PromptInput, SamplerConfig};
+use workbench_core::sampler::{self, Eoser, GenerateRequest, PromptInput, SamplerConfig};
 use workbench_core::term::PlainProgress;
-use workbench_core::tokenizer::{ConfigIds, Tokenizer};
+use workbench_core::tokenizer::Tokenizer;
 
 /// Arguments of `workbench generate`.
 #[derive(Args, Debug)]
@@ -105,7 +105,6 @@ pub struct GenerateArgs {
 impl GenerateArgs {
     /// The sampler config these flags describe (validated, conflicts named).
     pub fn sampler_config(&self, eot: Option<u32>) -> Result<SamplerConfig> {
-        // JSON has no NaN/Inf (they would become `null`, i.e. the default): refuse them here.
         for (flag, v) in [
             ("--temperature", self.temperature),
             ("--cfg-scale", self.cfg_scale),
@@ -115,61 +114,55 @@ impl GenerateArgs {
                 bail!("{flag} {v}: expected a finite number");
             }
         }
-        let mut m = serde_json::Map::new();
-        let mut put = |k: &str, v: Value| {
-            m.insert(k.to_string(), v);
-        };
-        if let Some(v) = self.gen_length {
-            put("gen_length", json!(v));
-        }
-        if let Some(v) = self.steps {
-            put("steps", json!(v));
-        }
-        if let Some(v) = self.block_length {
-            put("block_length", json!(v));
-        }
-        if let Some(v) = self.block_num {
-            put("block_num", json!(v));
-        }
-        if let Some(v) = self.temperature {
-            put("temperature", json!(v));
-        }
-        if let Some(v) = &self.remasking {
-            put("remasking", json!(v));
-        }
-        if let Some(v) = &self.schedule {
-            put("schedule", json!(v));
-        }
-        if let Some(v) = self.cfg_scale {
-            put("cfg_scale", json!(v));
-        }
-        if let Some(v) = self.threshold {
-            put("threshold", json!(v));
-        }
-        if let Some(v) = &self.cache {
-            put("cache", json!(v));
-        }
-        if let Some(g) = &self.eoser_gamma {
-            let parts: Vec<&str> = g.split(',').collect();
-            let parsed: Vec<f64> = parts.iter().filter_map(|p| p.trim().parse().ok()).collect();
-            if parsed.len() != 2 || parts.len() != 2 || parsed.iter().any(|g| !g.is_finite()) {
-                bail!("--eoser-gamma {g}: expected MIN,MAX (two numbers)");
+        let d = SamplerConfig::default();
+        let eoser = match &self.eoser_gamma {
+            None => None,
+            Some(g) => {
+                let parts: Vec<&str> = g.split(',').collect();
+                let parsed: Vec<f64> = parts.iter().filter_map(|p| p.trim().parse().ok()).collect();
+                if parsed.len() != 2 || parts.len() != 2 || parsed.iter().any(|g| !g.is_finite()) {
+                    bail!("--eoser-gamma {g}: expected MIN,MAX (two numbers)");
+                }
+                Some(Eoser {
+                    gamma_min: parsed[0],
+                    gamma_max: parsed[1],
+                })
             }
-            put(
-                "eoser",
-                json!({"gamma_min": parsed[0], "gamma_max": parsed[1]}),
-            );
-        }
-        put("logits_eos_inf", json!(self.logits_eos_inf));
-        put("confidence_eos_eot_inf", json!(self.confidence_eos_eot_inf));
-        put("rcr", json!(self.rcr));
-        put("eos_early_exit", json!(self.eos_early_exit));
-        put("seed", json!(self.seed));
-        if let Some(e) = eot {
-            put("eot_id", json!(e));
-        }
-        SamplerConfig::from_json(&Value::Object(m).to_string())
+        };
+        let cfg = SamplerConfig {
+            gen_length: self.gen_length.unwrap_or(d.gen_length),
+            steps: self.steps.unwrap_or(d.steps),
+            block_length: self.block_length,
+            block_num: self.block_num,
+            temperature: self.temperature.unwrap_or(d.temperature),
+            remasking: variant("--remasking", &self.remasking)?.unwrap_or(d.remasking),
+            schedule: variant("--schedule", &self.schedule)?.unwrap_or(d.schedule),
+            cfg_scale: self.cfg_scale.unwrap_or(d.cfg_scale),
+            threshold: self.threshold,
+            cache: variant("--cache", &self.cache)?.unwrap_or(d.cache),
+            eoser,
+            logits_eos_inf: self.logits_eos_inf,
+            confidence_eos_eot_inf: self.confidence_eos_eot_inf,
+            rcr: self.rcr,
+            eos_early_exit: self.eos_early_exit,
+            seed: self.seed,
+            eot_id: eot,
+            ..d
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
+}
+
+/// The enum value a flag names as the user spells it (`--cache prefix`); an unknown one is an
+/// error naming the flag and the accepted values.
+fn variant<T: serde::de::DeserializeOwned>(flag: &str, v: &Option<String>) -> Result<Option<T>> {
+    v.as_ref()
+        .map(|s| {
+            serde_json::from_value(Value::String(s.clone()))
+                .map_err(|e| anyhow::anyhow!("{flag} {s}: {e}"))
+        })
+        .transpose()
 }
 
 /// One parsed request.
@@ -232,22 +225,12 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     crate::commands::run::install_ctrlc();
     let dir = resolve_model_dir(&args.model)?;
-    let device = match &args.device {
-        Some(d) => parse_device(d)?,
-        None => default_device(),
-    };
-    let dtype = match &args.dtype {
-        Some(d) => parse_dtype(d, &device)?,
-        None => default_dtype(&device),
-    };
-    let tok = if dir.join("tokenizer.json").is_file() {
-        Some(Tokenizer::load(
-            &dir,
-            &ConfigIds::from_config_file(&dir.join("config.json"))?,
-        )?)
-    } else {
-        None
-    };
+    let (device, dtype) = resolve(
+        args.device.as_deref(),
+        args.dtype.as_deref(),
+        default_device(),
+    )?;
+    let tok = Tokenizer::load_if_present(&dir)?;
     let cfg = args.sampler_config(tok.as_ref().and_then(|t| t.special().eot))?;
     let model = Llada::load(
         &dir,
@@ -333,13 +316,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         _ => bail!("give exactly one of --prompt TEXT or --in requests.jsonl"),
     }
     let total = requests.len();
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} requests  {elapsed} (eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = workbench_core::term::progress_bar(Some(total as u64), 0, "requests");
     let mut plain = PlainProgress::new("generate", Some(total as u64));
     // Results are appended as batches finish; the file appears at the end (or at an interrupt).
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("-"));

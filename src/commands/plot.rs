@@ -4,14 +4,14 @@
 //! One panel per metric, stacked vertically, x = step, one line per input file (the legend is
 //! the file stem, or the path where stems collide). `--smooth N` draws an N-point trailing
 //! moving average over the faint raw curve. The format follows the extension of `--out` (PNG
-//! or SVG); the image is written atomically. The renderer is `workbench_scripting::plot`
+//! or SVG); the image is written atomically. The renderer is `workbench_core::plot`
 //! (shared with the Rhai `plot` function).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use workbench_scripting::plot::{render, PlotSpec};
+use workbench_core::plot::{render, PlotSpec};
 
 /// Arguments of `workbench plot`.
 #[derive(Args, Debug)]

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use workbench_scripting::repl::{LineSource, RustylineSource};
+use workbench::repl::{LineSource, RustylineSource};
 
 /// Arguments of `workbench repl`.
 #[derive(Args, Debug)]
@@ -35,5 +35,5 @@ pub fn run(_args: &ReplArgs) -> Result<()> {
     let mut source = Resetting(RustylineSource::new(&engine)?);
     let _ = ctrlc::set_handler(workbench_core::cancel::request);
     let mut out = std::io::stdout();
-    workbench_scripting::repl::run_repl(&engine, &mut source, &mut out)
+    workbench::repl::run_repl(&engine, &mut source, &mut out)
 }

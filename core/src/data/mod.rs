@@ -17,6 +17,7 @@
 pub mod dataset;
 pub mod hygiene;
 pub mod load;
+pub mod loader;
 
 pub use dataset::{Batch, BatchOptions, Batcher, Cursor, Dataset, Example, Origin};
 pub use load::{load_csv, load_file, load_jsonl, require_fields};

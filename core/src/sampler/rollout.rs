@@ -152,6 +152,11 @@ impl Rollout {
         rows_tensor(&self.completion, self.gen_length())
     }
 
+    /// The canvas [B, P + L] (u32, CPU): left padding ++ prompt ++ completion.
+    pub fn canvas_tensor(&self) -> Result<Tensor> {
+        rows_tensor(&self.canvas(), self.prompt_len() + self.gen_length())
+    }
+
     /// The key-padding mask [B, P + L] (u32: 1 real, 0 left padding).
     pub fn attention_tensor(&self) -> Result<Tensor> {
         let rows: Vec<Vec<u32>> = self

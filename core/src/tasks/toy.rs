@@ -210,6 +210,122 @@ impl Task for CountdownToy {
     }
 }
 
+/// Token ids of each of `texts` over `o.alphabet` (id = index), padded to `o.length` with
+/// `o.pad` when given: `align` `"left"` (default: text first, padding after — answers) or
+/// `"right"` (padding first — prompts). An empty alphabet, a bad `align`, a `length` without
+/// `pad`, a character outside the alphabet or a text longer than `length` is an error.
+pub fn char_ids(
+    texts: &[String],
+    o: &crate::train::options::CharIdsOptions,
+) -> anyhow::Result<Vec<Vec<u32>>> {
+    use anyhow::bail;
+    if o.alphabet.is_empty() {
+        bail!("`alphabet` (a non-empty string) is required");
+    }
+    let right = match o.align.as_deref() {
+        None | Some("left") => false,
+        Some("right") => true,
+        Some(a) => bail!("`align` must be \"left\" or \"right\", found \"{a}\""),
+    };
+    let pad = match (o.length, o.pad) {
+        (Some(n), Some(p)) => Some((n, p)),
+        (Some(_), None) => bail!("`length` needs a `pad` id"),
+        _ => None,
+    };
+    let v = CharVocab::new(&o.alphabet, None);
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let row = v.encode(s).map_err(anyhow::Error::msg)?;
+            let Some((n, p)) = pad else { return Ok(row) };
+            if row.len() > n {
+                bail!(
+                    "text {i} \"{s}\" has {} characters, more than `length` {n}",
+                    row.len()
+                );
+            }
+            let fill = std::iter::repeat_n(p, n - row.len());
+            Ok(if right {
+                fill.chain(row).collect()
+            } else {
+                row.into_iter().chain(fill).collect()
+            })
+        })
+        .collect()
+}
+
+/// The reference answer of `row` as token ids of the toy `task`'s vocabulary (the Sudoku
+/// solution digits, the Countdown expression without spaces): what IGPO's hints are cut from.
+pub fn answer_ids(task: &dyn Task, row: &Example) -> anyhow::Result<Vec<u32>> {
+    let text = task.reference(row)?;
+    let vocab = task
+        .vocab()
+        .ok_or_else(|| anyhow::anyhow!("`{}` is not a toy task", task.name()))?;
+    vocab.encode(&text).map_err(anyhow::Error::msg)
+}
+
+/// The decoded text of each grouped completion with its data row: completion i answers
+/// `rows[i / group]`, decoded with the toy `task`'s vocabulary. A group below 1, a count other
+/// than `rows.len() × group` or a task without a vocabulary is an error.
+pub fn grouped_texts<'a>(
+    task: &dyn Task,
+    completions: &[Vec<u32>],
+    rows: &'a [Example],
+    group: usize,
+) -> anyhow::Result<Vec<(&'a Example, String)>> {
+    if group < 1 {
+        anyhow::bail!("group must be at least 1, found {group}");
+    }
+    if completions.len() != rows.len() * group {
+        anyhow::bail!(
+            "{} completions for {} rows × group {group} (expected {})",
+            completions.len(),
+            rows.len(),
+            rows.len() * group
+        );
+    }
+    let vocab = task
+        .vocab()
+        .ok_or_else(|| anyhow::anyhow!("`{}` is not a toy task", task.name()))?;
+    Ok(completions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (&rows[i / group], vocab.decode(c)))
+        .collect())
+}
+
+/// The reward total of each grouped completion (see [`grouped_texts`]) under the toy `task`.
+pub fn grouped_rewards(
+    task: &dyn Task,
+    completions: &[Vec<u32>],
+    rows: &[Example],
+    group: usize,
+) -> anyhow::Result<Vec<f64>> {
+    grouped_texts(task, completions, rows, group)?
+        .into_iter()
+        .map(|(row, text)| Ok(task.reward(row, &text)?.total))
+        .collect()
+}
+
+/// Per-cell Sudoku rewards ([`sudoku_cell_rewards`], 16 per completion) of grouped
+/// completions (see [`grouped_texts`]).
+pub fn grouped_cell_rewards(
+    completions: &[Vec<u32>],
+    rows: &[Example],
+    group: usize,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    grouped_texts(&SudokuToy::default(), completions, rows, group)?
+        .into_iter()
+        .map(|(row, text)| {
+            let (p, s) = sudoku_fields(row)?;
+            let mut r = sudoku_cell_rewards(&text, &p, &s);
+            r.resize(16, 0.0);
+            Ok(r)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

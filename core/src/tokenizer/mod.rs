@@ -248,6 +248,45 @@ impl fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
+    /// Copies the tokenizer files of checkpoint folder `src` that exist (`tokenizer.json`,
+    /// `tokenizer_config.json`, `special_tokens_map.json`) into `out`, atomically each, so a
+    /// saved model loads with its tokenizer.
+    pub fn copy_files(src: &Path, out: &Path) -> Result<()> {
+        for f in [
+            TOKENIZER_FILE,
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ] {
+            let from = src.join(f);
+            if from.is_file() {
+                let bytes = std::fs::read(&from)
+                    .with_context(|| format!("cannot read {}", from.display()))?;
+                crate::fsio::write_atomic(&out.join(f), &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tokenizer of the checkpoint folder `dir`, or `None` when it has no
+    /// `tokenizer.json` (tiny random models): [`Tokenizer::load`] with the special-token ids of
+    /// `dir/config.json` when that file exists.
+    pub fn load_if_present(dir: &Path) -> Result<Option<Tokenizer>> {
+        if !dir.join(TOKENIZER_FILE).is_file() {
+            return Ok(None);
+        }
+        let cfg = dir.join("config.json");
+        let ids = if cfg.is_file() {
+            ConfigIds::from_config_file(&cfg)?
+        } else {
+            ConfigIds {
+                mask: None,
+                eos: None,
+                pad: None,
+            }
+        };
+        Tokenizer::load(dir, &ids).map(Some)
+    }
+
     /// Loads `<dir>/tokenizer.json` and, if present, `<dir>/tokenizer_config.json` (and
     /// `<dir>/chat_template.jinja`), then resolves the special tokens against `config_ids` (see
     /// [`SpecialTokens`]). Errors name the file at fault. A chat template that does not compile

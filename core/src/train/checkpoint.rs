@@ -399,7 +399,7 @@ pub struct ResumePolicy {
 pub const ALWAYS_SAFE: &[&str] = &["out", "resume_from", "resume", "resume_force", "keep_last"];
 
 /// What [`restore`] found besides the restored objects.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Restored {
     /// The saved `step`.
     pub step: Option<i64>,

@@ -116,6 +116,20 @@ pub enum KlKind {
     K3,
 }
 
+impl KlKind {
+    /// The estimator named `"k1"`, `"k2"` or `"k3"`; any other name is an error listing them.
+    pub fn from_name(name: &str) -> anyhow::Result<KlKind> {
+        match name {
+            "k1" => Ok(KlKind::K1),
+            "k2" => Ok(KlKind::K2),
+            "k3" => Ok(KlKind::K3),
+            other => {
+                anyhow::bail!("unknown estimator `{other}`; expected \"k1\", \"k2\" or \"k3\"")
+            }
+        }
+    }
+}
+
 /// How [`reduce`] turns a per-token loss into a scalar.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Reduction {

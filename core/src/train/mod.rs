@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod estimators;
 pub mod hints;
 pub mod losses;
+pub mod on_rollout;
 pub mod optim;
 pub mod options;
 pub mod parity;

@@ -204,6 +204,31 @@ fn progress_metrics(show: &[String], rec: &Record) -> Vec<(String, f64)> {
     out
 }
 
+/// The progress-bar message of a record: `name value` for each metric named in `show` (a name
+/// absent from `rec` selects the keys starting with `name_`), numbers as
+/// [`crate::term::compact`] writes them (integers whole, `null` as `nan`), strings as they are.
+pub fn progress_message(show: &[String], rec: &Record) -> String {
+    let text = |v: &Value| match v {
+        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        Value::Number(n) => crate::term::compact(n.as_f64().unwrap_or(f64::NAN)),
+        Value::Null => "nan".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut parts = Vec::new();
+    for name in show {
+        if let Some(v) = rec.get(name) {
+            parts.push(format!("{name} {}", text(v)));
+        } else {
+            let prefix = format!("{name}_");
+            for (k, v) in rec.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+                parts.push(format!("{k} {}", text(v)));
+            }
+        }
+    }
+    parts.join("  ")
+}
+
 /// The integer `step` of a record.
 pub fn record_step(rec: &Record) -> Option<i64> {
     rec.get("step").and_then(Value::as_i64)

@@ -2,27 +2,14 @@
 //! mode, activation checkpointing, merged export, and the parameter list an optimizer updates.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::model::LoraConfig;
 
-use super::convert::{err, options, script_err, RResult};
+use super::convert::{options, script_err, RResult};
 use super::model::ScriptModel;
-use super::tensor::{register_param, ScriptTensor};
-
-/// `m` with its network replaced by `f(network)`, same tokenizer and directory.
-fn derive(m: &ScriptModel, model: workbench_core::model::Llada) -> ScriptModel {
-    for (_, v) in model.trainable_vars() {
-        register_param(v.as_tensor());
-    }
-    ScriptModel {
-        model: Arc::new(model),
-        tokenizer: m.tokenizer.clone(),
-        dir: m.dir.clone(),
-    }
-}
+use super::tensor::ScriptTensor;
 
 #[export_module]
 mod adapters_api {
@@ -37,7 +24,7 @@ mod adapters_api {
     pub fn add_lora(m: &mut ScriptModel, opts: Map) -> RResult<ScriptModel> {
         let cfg: LoraConfig = options("add_lora", opts)?;
         let model = m.model.add_lora(&cfg).map_err(script_err)?;
-        Ok(derive(m, model))
+        Ok(m.derived(model))
     }
     /// Saves the adapters in PEFT's layout (`adapter_config.json`, `adapter_model.safetensors`)
     /// under `dir`, loadable with Python's `PeftModel.from_pretrained`.
@@ -52,13 +39,13 @@ mod adapters_api {
     #[rhai_fn(return_raw)]
     pub fn load_adapters(m: &mut ScriptModel, dir: &str) -> RResult<ScriptModel> {
         let model = m.model.load_adapters(Path::new(dir)).map_err(script_err)?;
-        Ok(derive(m, model))
+        Ok(m.derived(model))
     }
     /// A copy without adapters whose weights include them (`W + s·B·A`).
     #[rhai_fn(return_raw)]
     pub fn merge_adapters(m: &mut ScriptModel) -> RResult<ScriptModel> {
         let model = m.model.merge_adapters().map_err(script_err)?;
-        Ok(derive(m, model))
+        Ok(m.derived(model))
     }
     /// Writes a full Hugging Face checkpoint (`config.json`, `model.safetensors`, adapters
     /// merged) to `dir`, copying the tokenizer files of the model's own directory.
@@ -66,46 +53,34 @@ mod adapters_api {
     pub fn save_pretrained(m: &mut ScriptModel, dir: &str) -> RResult<()> {
         let out = Path::new(dir);
         m.model.save_pretrained(out).map_err(script_err)?;
-        for f in [
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "special_tokens_map.json",
-        ] {
-            let src = m.dir.join(f);
-            if src.is_file() {
-                let bytes = std::fs::read(&src)
-                    .map_err(|e| err(format!("cannot read {}: {e}", src.display())))?;
-                workbench_core::fsio::write_atomic(&out.join(f), &bytes).map_err(script_err)?;
-            }
-        }
-        Ok(())
+        workbench_core::tokenizer::Tokenizer::copy_files(&m.dir, out).map_err(script_err)
     }
     /// The reference policy: the same weights with adapters switched off (no extra memory).
     pub fn reference(m: &mut ScriptModel) -> ScriptModel {
-        derive(m, m.model.with_adapters(false))
+        m.derived(m.model.with_adapters(false))
     }
     /// Switches this model value's adapters off (other copies are unaffected).
     pub fn disable_adapters(m: &mut ScriptModel) {
-        *m = derive(m, m.model.with_adapters(false));
+        *m = m.derived(m.model.with_adapters(false));
     }
     /// Switches this model value's adapters back on.
     pub fn enable_adapters(m: &mut ScriptModel) {
-        *m = derive(m, m.model.with_adapters(true));
+        *m = m.derived(m.model.with_adapters(true));
     }
     /// Training mode on/off for this model value (LoRA dropout active in training mode).
     pub fn train(m: &mut ScriptModel, on: bool) {
-        *m = derive(m, m.model.with_training(on));
+        *m = m.derived(m.model.with_training(on));
     }
     /// Per-block activation checkpointing on/off for this model value: forwards keep only
     /// block inputs and recompute the rest in `backward` (less memory, ~1 extra forward).
     pub fn checkpointing(m: &mut ScriptModel, on: bool) {
-        *m = derive(m, m.model.with_checkpointing(on));
+        *m = m.derived(m.model.with_checkpointing(on));
     }
     /// Seeds the LoRA dropout stream (`seed`, forwards already drawn = 0).
     pub fn seed_dropout(m: &mut ScriptModel, seed: i64) {
         let mut inner = (*m.model).clone();
         inner.set_dropout_state(seed as u64, 0);
-        *m = derive(m, inner);
+        *m = m.derived(inner);
     }
     /// The trainable parameters (adapters, or every weight of a model loaded `trainable`) as
     /// parameter Tensors, in the optimizer's order.

@@ -9,18 +9,18 @@ use std::sync::MutexGuard;
 
 use rand_chacha::ChaCha12Rng;
 use rhai::plugin::*;
-use rhai::{Array, Dynamic, Engine, Map};
+use rhai::{Engine, Map};
 use serde_json::Value;
 use workbench_core::train::checkpoint::{
     self, LoaderPart, ModelPart, ResumePolicy, SaveOptions, TrainState,
 };
 use workbench_core::train::optim::AdamW;
 
-use super::convert::{dynamic_to_json, err, json_to_dynamic, RResult};
+use super::convert::{dynamic_to_json, err, options, to_script, RResult};
 use super::data::{LoaderState, ScriptLoader};
 use super::model::ScriptModel;
 use super::optim::ScriptOptimizer;
-use super::tensor::{register_param, ScriptRng};
+use super::tensor::ScriptRng;
 
 const KEYS: &[&str] = &[
     "model",
@@ -128,10 +128,10 @@ fn with_state<R>(
         optimizer: opt.as_deref_mut(),
         loader: loader.as_deref_mut().map(|l| LoaderPart {
             rows: l.rows.len(),
-            batch_size: l.options.batch_size,
-            shuffle: l.options.shuffle,
-            drop_last: l.options.drop_last,
-            cursor: &mut l.cursor,
+            batch_size: l.loader.options.batch_size,
+            shuffle: l.loader.options.shuffle,
+            drop_last: l.loader.options.drop_last,
+            cursor: &mut l.loader.cursor,
         }),
         rngs: rngs
             .iter_mut()
@@ -142,11 +142,6 @@ fn with_state<R>(
         extra: p.extra.clone(),
     };
     f(&mut state).map_err(|e| err(format!("{what}: {e:#}")))
-}
-
-/// `opts` as JSON for a core options struct (which refuses unknown keys by name).
-fn options(opts: &Map) -> Value {
-    dynamic_to_json(&Dynamic::from(opts.clone()))
 }
 
 #[export_module]
@@ -174,8 +169,7 @@ mod checkpoint_api {
     /// `-<number>`, e.g. `checkpoint-*`).
     #[rhai_fn(name = "save_checkpoint", return_raw)]
     pub fn save_checkpoint_with(dir: &str, state: Map, opts: Map) -> RResult<()> {
-        let o: SaveOptions = serde_json::from_value(options(&opts))
-            .map_err(|e| err(format!("save_checkpoint: options: {e}")))?;
+        let o: SaveOptions = options("save_checkpoint", opts)?;
         let p = parts(&state, "save_checkpoint")?;
         with_state(&p, "save_checkpoint", |s| {
             checkpoint::save_state(Path::new(dir), s, o.keep_last)
@@ -191,16 +185,7 @@ mod checkpoint_api {
             .map_err(|e| err(format!("checkpoint_policy: {e:#}")))?;
         Ok(match rebuilt {
             None => m,
-            Some(model) => {
-                for (_, v) in model.trainable_vars() {
-                    register_param(v.as_tensor());
-                }
-                ScriptModel {
-                    model: std::sync::Arc::new(model),
-                    tokenizer: m.tokenizer.clone(),
-                    dir: m.dir.clone(),
-                }
-            }
+            Some(model) => m.derived(model),
         })
     }
     /// Restores a `save_checkpoint` folder into the objects of `state` in place (same keys as
@@ -219,8 +204,7 @@ mod checkpoint_api {
     /// e.g. `["updates", "eval_every"]`), `force` (apply every changed key; each is reported).
     #[rhai_fn(name = "resume", return_raw)]
     pub fn resume_with(dir: &str, state: Map, opts: Map) -> RResult<Map> {
-        let policy: ResumePolicy = serde_json::from_value(options(&opts))
-            .map_err(|e| err(format!("resume: options: {e}")))?;
+        let policy: ResumePolicy = options("resume", opts)?;
         let p = parts(&state, "resume")?;
         let r = with_state(&p, "resume", |s| {
             checkpoint::restore(Path::new(dir), s, &policy)
@@ -228,16 +212,9 @@ mod checkpoint_api {
         for w in &r.warnings {
             eprintln!("warning: resume {dir}: {w}");
         }
-        let json = |v: &Option<Value>| v.as_ref().map_or(Dynamic::UNIT, json_to_dynamic);
-        let list =
-            |v: &[String]| Dynamic::from(v.iter().cloned().map(Dynamic::from).collect::<Array>());
-        let mut out = Map::new();
-        out.insert("step".into(), r.step.map_or(Dynamic::UNIT, Dynamic::from));
-        out.insert("config".into(), json(&r.config));
-        out.insert("extra".into(), json(&r.extra));
-        out.insert("changed".into(), list(&r.changed));
-        out.insert("warnings".into(), list(&r.warnings));
-        Ok(out)
+        to_script(r)?
+            .try_cast::<Map>()
+            .ok_or_else(|| err("resume: the result is not a map"))
     }
 }
 

@@ -11,6 +11,19 @@ use serde::Serialize;
 /// Result type of Rhai-visible functions.
 pub type RResult<T> = Result<T, Box<EvalAltResult>>;
 
+/// A core tensor result as a script Tensor, the error with its full cause chain.
+pub trait IntoScript {
+    /// `Ok(t)` → a script Tensor; `Err(e)` → a script error.
+    fn script(self) -> RResult<super::tensor::ScriptTensor>;
+}
+
+impl<E: std::fmt::Display> IntoScript for Result<candle_core::Tensor, E> {
+    fn script(self) -> RResult<super::tensor::ScriptTensor> {
+        self.map(super::tensor::ScriptTensor::new)
+            .map_err(script_err)
+    }
+}
+
 /// A runtime error carrying `msg`; Rhai fills in the position of the failing call.
 pub fn err(msg: impl std::fmt::Display) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(msg.to_string().into(), Position::NONE).into()
@@ -169,6 +182,15 @@ pub fn to_script<T: Serialize>(v: T) -> RResult<Dynamic> {
 /// A Rhai value as JSON (maps become objects); Tensors and other custom values are an error.
 pub fn to_json(v: &Dynamic, what: &str) -> RResult<serde_json::Value> {
     from_dynamic(v).map_err(|e| err(format!("{what}: {}", serde_message(&e))))
+}
+
+/// A script value as the plain Rust value `T` (`Vec<u32>` ids, `Vec<f64>`, `Vec<String>`, ...);
+/// an integer is accepted where a float is meant; a mismatch is an error saying what `what`
+/// must be and what was found.
+pub fn value<T: DeserializeOwned>(v: &Dynamic, what: &str, must: &str) -> RResult<T> {
+    from_dynamic(v)
+        .or_else(|_| from_dynamic(&widen(v)))
+        .map_err(|_| err(format!("{what} must be {must}, found {v}")))
 }
 
 /// Reads a non-negative integer list (a shape, a list of ids).

@@ -6,12 +6,11 @@
 use candle_core::{DType, Tensor};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
-use workbench_core::sampler::Rollout;
 use workbench_core::train::estimators::{self as est, Estimate};
 use workbench_core::train::options::{
     CoupledOptions, D1Options, ElboOptions, MdpoOptions, NoiseOptions, SftOptions,
 };
-use workbench_core::train::sft;
+use workbench_core::train::{on_rollout as on, sft};
 
 use super::convert::{err, fail, options, script_err, take, RResult};
 use super::model::{ids_tensor, ScriptModel};
@@ -26,6 +25,24 @@ fn estimate_map(e: Estimate) -> Map {
     Map::from_iter([("logp".into(), t(e.logp)), ("mask".into(), t(e.mask))])
 }
 
+fn coupled_map(c: est::Coupled) -> Map {
+    Map::from_iter([
+        ("logp".into(), t(c.logp)),
+        ("mask".into(), t(c.mask)),
+        ("first".into(), t(c.first)),
+        ("weight".into(), t(c.weight)),
+        ("t".into(), Dynamic::from(c.t)),
+    ])
+}
+
+fn elbo_map(e: est::Elbo) -> Map {
+    Map::from_iter([
+        ("loglik".into(), t(e.loglik)),
+        ("logp".into(), t(e.logp)),
+        ("mask".into(), t(e.mask)),
+    ])
+}
+
 fn loss_map(l: sft::DiffusionLoss) -> Map {
     Map::from_iter([
         ("loss".into(), t(l.loss)),
@@ -33,32 +50,19 @@ fn loss_map(l: sft::DiffusionLoss) -> Map {
     ])
 }
 
-/// Prompt [B, P], completion [B, L] and attention mask [B, P + L] of a call: from a rollout, or
-/// the two tensors plus the `attention_mask` option of the old form.
-struct Batch {
-    prompt: Tensor,
-    completion: Tensor,
-    attention: Option<Tensor>,
-}
+/// Prompt [B, P], completion [B, L] and the `attention_mask` option [B, P + L] (taken out of
+/// `opts`) of a call on tensors.
+type Tensors = (Tensor, Tensor, Option<Tensor>);
 
-fn from_rollout(r: &Rollout) -> RResult<Batch> {
-    Ok(Batch {
-        prompt: r.prompt_tensor().map_err(script_err)?,
-        completion: r.completion_tensor().map_err(script_err)?,
-        attention: Some(r.attention_tensor().map_err(script_err)?),
-    })
-}
-
-fn from_tensors(p: &Dynamic, c: &Dynamic, opts: &mut Map, what: &str) -> RResult<Batch> {
-    let attention = match take::<Dynamic>(opts, "attention_mask", what)? {
-        Some(a) => Some(ids_tensor(&a, &format!("{what}: attention_mask"))?),
-        None => None,
-    };
-    Ok(Batch {
-        prompt: ids_tensor(p, &format!("{what}: prompt"))?,
-        completion: ids_tensor(c, &format!("{what}: completion"))?,
+fn tensors(p: &Dynamic, c: &Dynamic, opts: &mut Map, what: &str) -> RResult<Tensors> {
+    let attention = take::<Dynamic>(opts, "attention_mask", what)?
+        .map(|a| ids_tensor(&a, &format!("{what}: attention_mask")))
+        .transpose()?;
+    Ok((
+        ids_tensor(p, &format!("{what}: prompt"))?,
+        ids_tensor(c, &format!("{what}: completion"))?,
         attention,
-    })
+    ))
 }
 
 /// The `attention_mask` option, the only one accepted by `what`.
@@ -74,82 +78,6 @@ fn attention_only(mut opts: Map, what: &str) -> RResult<Option<Tensor>> {
     Ok(attn)
 }
 
-fn d1(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
-    let o: D1Options = options("logp_d1", opts)?;
-    est::logp_d1(
-        &m.model,
-        &b.prompt,
-        &b.completion,
-        o.p_mask_prompt,
-        o.seed,
-        b.attention.as_ref(),
-    )
-    .map(estimate_map)
-    .map_err(fail("logp_d1"))
-}
-
-fn masked(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
-    if let Some(k) = opts.keys().next() {
-        return Err(err(format!(
-            "logp_masked: unknown option `{k}`; accepted: `attention_mask`"
-        )));
-    }
-    est::logp_masked(&m.model, &b.prompt, &b.completion, b.attention.as_ref())
-        .map(estimate_map)
-        .map_err(fail("logp_masked"))
-}
-
-fn coupled(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
-    let o: CoupledOptions = options("logp_coupled", opts)?;
-    let c = est::logp_coupled(
-        &m.model,
-        &b.prompt,
-        &b.completion,
-        o.t,
-        o.seed,
-        b.attention.as_ref(),
-    )
-    .map_err(fail("logp_coupled"))?;
-    Ok(Map::from_iter([
-        ("logp".into(), t(c.logp)),
-        ("mask".into(), t(c.mask)),
-        ("first".into(), t(c.first)),
-        ("weight".into(), t(c.weight)),
-        ("t".into(), Dynamic::from(c.t)),
-    ]))
-}
-
-fn elbo_of(m: &ScriptModel, b: Batch, opts: Map) -> RResult<Map> {
-    let o: ElboOptions = options("elbo", opts)?;
-    let e = est::elbo(
-        &m.model,
-        &b.prompt,
-        &b.completion,
-        o.mc_num,
-        o.batch,
-        o.seed,
-        b.attention.as_ref(),
-    )
-    .map_err(fail("elbo"))?;
-    Ok(Map::from_iter([
-        ("loglik".into(), t(e.loglik)),
-        ("logp".into(), t(e.logp)),
-        ("mask".into(), t(e.mask)),
-    ]))
-}
-
-fn step_of(
-    m: &ScriptModel,
-    state: &Tensor,
-    target: &Tensor,
-    committed: &Tensor,
-    attention: Option<&Tensor>,
-) -> RResult<Map> {
-    est::logp_step(&m.model, state, target, committed, attention)
-        .map(estimate_map)
-        .map_err(fail("logp_step"))
-}
-
 #[export_module]
 mod estimators_api {
     use super::*;
@@ -160,21 +88,29 @@ mod estimators_api {
     /// Returns `#{logp: [B, L], mask: [B, L]}`.
     #[rhai_fn(name = "logp_d1", return_raw)]
     pub fn logp_d1_r(model: &mut ScriptModel, r: ScriptRollout, opts: Map) -> RResult<Map> {
-        d1(model, from_rollout(&r.0)?, opts)
+        let o: D1Options = options("logp_d1", opts)?;
+        on::logp_d1(&model.model, &r.0, &o)
+            .map(estimate_map)
+            .map_err(fail("logp_d1"))
     }
     /// `logp_d1` on `prompt` [B, P] ⊕ `completion` [B, L] with the extra option
     /// `attention_mask` [B, P + L] (pads are never masked).
     #[rhai_fn(name = "logp_d1", return_raw)]
     pub fn logp_d1(m: &mut ScriptModel, p: Dynamic, c: Dynamic, opts: Map) -> RResult<Map> {
         let mut opts = opts;
-        let b = from_tensors(&p, &c, &mut opts, "logp_d1")?;
-        d1(m, b, opts)
+        let (p, c, a) = tensors(&p, &c, &mut opts, "logp_d1")?;
+        let o: D1Options = options("logp_d1", opts)?;
+        est::logp_d1(&m.model, &p, &c, o.p_mask_prompt, o.seed, a.as_ref())
+            .map(estimate_map)
+            .map_err(fail("logp_d1"))
     }
     /// The fully-masked-completion, clean-prompt estimator (one-step GRPO, IGPO) on a
     /// `Rollout`: `logp_d1` with `p_mask_prompt` 0. Returns `#{logp: [B, L], mask: [B, L]}`.
     #[rhai_fn(name = "logp_masked", return_raw)]
     pub fn logp_masked_r(model: &mut ScriptModel, r: ScriptRollout) -> RResult<Map> {
-        masked(model, from_rollout(&r.0)?, Map::new())
+        on::logp_masked(&model.model, &r.0)
+            .map(estimate_map)
+            .map_err(fail("logp_masked"))
     }
     /// `logp_masked` on `prompt` [B, P] and `completion` [B, L].
     #[rhai_fn(name = "logp_masked", return_raw)]
@@ -190,25 +126,21 @@ mod estimators_api {
         opts: Map,
     ) -> RResult<Map> {
         let mut opts = opts;
-        let b = from_tensors(&p, &c, &mut opts, "logp_masked")?;
-        masked(m, b, opts)
+        let (p, c, a) = tensors(&p, &c, &mut opts, "logp_masked")?;
+        attention_only(opts, "logp_masked")?;
+        est::logp_masked(&m.model, &p, &c, a.as_ref())
+            .map(estimate_map)
+            .map_err(fail("logp_masked"))
     }
     /// CJ-GRPO's trajectory step on a recorded `Rollout` (`record: true`): input the state x_s
     /// of step `s`; at the positions committed at s, the log-prob of the final canvas. Returns
     /// `#{logp: [B, T], mask: [B, T]}` over the whole canvas (0 where not committed).
     #[rhai_fn(name = "logp_step", return_raw)]
     pub fn logp_step_r(model: &mut ScriptModel, r: ScriptRollout, s: i64) -> RResult<Map> {
-        let tr = r.0.trajectory.as_ref().ok_or_else(|| {
-            err("logp_step: the rollout has no trajectory (generate with `record: true`)")
-        })?;
         let s = usize::try_from(s).map_err(|_| err(format!("logp_step: bad step {s}")))?;
-        let (state, fin, committed) = (
-            tr.state(s).map_err(fail("logp_step"))?,
-            tr.state(tr.num_steps()).map_err(script_err)?,
-            tr.committed(s).map_err(fail("logp_step"))?,
-        );
-        let attn = r.0.attention_tensor().map_err(script_err)?;
-        step_of(model, &state, &fin, &committed, Some(&attn))
+        on::logp_step(&model.model, &r.0, s)
+            .map(estimate_map)
+            .map_err(fail("logp_step"))
     }
     /// CJ-GRPO's trajectory step on tensors: input the canvas `state` x_s [B, T]; at the
     /// positions of `committed` [B, T] the log-prob of `target` [B, T].
@@ -232,14 +164,29 @@ mod estimators_api {
             ids_tensor(&tg, w)?,
             ids_tensor(&cm, w)?,
         );
-        step_of(m, &st, &tg, &cm, attn.as_ref())
+        est::logp_step(&m.model, &st, &tg, &cm, attn.as_ref())
+            .map(estimate_map)
+            .map_err(fail(w))
+    }
+    /// MDPO's step estimator at step `s` of a recorded `Rollout` (`record: true`): input the
+    /// state x_s, target the step's prediction x̂0, logits divided by `temperature + eps`, the
+    /// log-prob at every completion position masked in x_s. Options: `temperature` (default
+    /// 1.0), `eps` (default f32 machine epsilon). Returns `#{logp: [B, T], mask: [B, T]}`.
+    #[rhai_fn(name = "logp_mdpo", return_raw)]
+    pub fn logp_mdpo_r(m: &mut ScriptModel, r: ScriptRollout, s: i64, opts: Map) -> RResult<Map> {
+        let w = "logp_mdpo";
+        let s = usize::try_from(s).map_err(|_| err(format!("{w}: bad step {s}")))?;
+        let o: MdpoOptions = options(w, opts)?;
+        on::logp_mdpo(&m.model, &r.0, s, &o)
+            .map(estimate_map)
+            .map_err(fail(w))
     }
     /// MDPO's step estimator: input the canvas `state` x_t [B, T], logits divided by
     /// `temperature + eps`, the log-prob of `target` x̂0 [B, T] at every position at or after
     /// `prompt_len` that is masked in x_t. Options: `temperature` (default 1.0), `eps` (default
     /// f32 machine epsilon; the reference adds the logits dtype's epsilon, 0.0078125 for bf16),
     /// `prompt_len` (default 0), `attention_mask` [B, T]. Returns `#{logp: [B, T], mask: [B, T]}`.
-    #[rhai_fn(return_raw)]
+    #[rhai_fn(name = "logp_mdpo", return_raw)]
     pub fn logp_mdpo(m: &mut ScriptModel, st: Dynamic, tg: Dynamic, opts: Map) -> RResult<Map> {
         let mut opts = opts;
         let w = "logp_mdpo";
@@ -265,15 +212,21 @@ mod estimators_api {
     /// `#{loglik: [B], logp: [B, L] (per-token contributions summing to loglik), mask: [B, L]}`.
     #[rhai_fn(name = "elbo", return_raw)]
     pub fn elbo_r(model: &mut ScriptModel, r: ScriptRollout, opts: Map) -> RResult<Map> {
-        elbo_of(model, from_rollout(&r.0)?, opts)
+        let o: ElboOptions = options("elbo", opts)?;
+        on::elbo(&model.model, &r.0, &o)
+            .map(elbo_map)
+            .map_err(fail("elbo"))
     }
     /// `elbo` of `answer` [B, L] given `prompt` [B, P], with the extra option
     /// `attention_mask` [B, P + L].
     #[rhai_fn(name = "elbo", return_raw)]
     pub fn elbo(m: &mut ScriptModel, p: Dynamic, a: Dynamic, opts: Map) -> RResult<Map> {
         let mut opts = opts;
-        let b = from_tensors(&p, &a, &mut opts, "elbo")?;
-        elbo_of(m, b, opts)
+        let (p, c, at) = tensors(&p, &a, &mut opts, "elbo")?;
+        let o: ElboOptions = options("elbo", opts)?;
+        est::elbo(&m.model, &p, &c, o.mc_num, o.batch, o.seed, at.as_ref())
+            .map(elbo_map)
+            .map_err(fail("elbo"))
     }
     /// LLaDA's stratified mask counts for one ELBO round of `b` copies of an answer of length
     /// `l` with offset `k` (1..=l): round(k + i·l/b) wrapped into [1, l].
@@ -295,15 +248,21 @@ mod estimators_api {
     /// off it), t}`; DiffuCoder's token log-prob is `(logp_masked + weight · logp) / 2`.
     #[rhai_fn(name = "logp_coupled", return_raw)]
     pub fn logp_coupled_r(model: &mut ScriptModel, r: ScriptRollout, opts: Map) -> RResult<Map> {
-        coupled(model, from_rollout(&r.0)?, opts)
+        let o: CoupledOptions = options("logp_coupled", opts)?;
+        on::logp_coupled(&model.model, &r.0, &o)
+            .map(coupled_map)
+            .map_err(fail("logp_coupled"))
     }
     /// `logp_coupled` on `prompt` [B, P] and `completion` [B, L], with the extra option
     /// `attention_mask` [B, P + L].
     #[rhai_fn(name = "logp_coupled", return_raw)]
     pub fn logp_coupled(m: &mut ScriptModel, p: Dynamic, c: Dynamic, opts: Map) -> RResult<Map> {
         let mut opts = opts;
-        let b = from_tensors(&p, &c, &mut opts, "logp_coupled")?;
-        coupled(m, b, opts)
+        let (p, c, a) = tensors(&p, &c, &mut opts, "logp_coupled")?;
+        let o: CoupledOptions = options("logp_coupled", opts)?;
+        est::logp_coupled(&m.model, &p, &c, o.t, o.seed, a.as_ref())
+            .map(coupled_map)
+            .map_err(fail("logp_coupled"))
     }
     /// LLaDA's pretraining loss on `ids` [B, T]: per row t ~ U(0, 1), p_mask = (1 − ε)t + ε,
     /// each token masked with probability p_mask, loss = Σ_masked CE / p_mask / (B·T).
@@ -323,28 +282,9 @@ mod estimators_api {
     #[rhai_fn(name = "sft_loss", return_raw)]
     pub fn sft_loss_r(model: &mut ScriptModel, r: ScriptRollout, opts: Map) -> RResult<Map> {
         let o: SftOptions = options("sft_loss", opts)?;
-        let norm = o.to_normaliser().map_err(fail("sft_loss"))?;
-        let (b, p, l) = (r.0.batch_size(), r.0.prompt_len(), r.0.gen_length());
-        let ids = Tensor::cat(
-            &[
-                r.0.prompt_tensor().map_err(script_err)?,
-                r.0.completion_tensor().map_err(script_err)?,
-            ],
-            1,
-        )
-        .map_err(script_err)?;
-        let answer =
-            sft::answer_mask_from_prompt_lengths(&vec![p; b], p + l).map_err(fail("sft_loss"))?;
-        sft::sft_loss_with(
-            &model.model,
-            &ids,
-            &answer.to_dtype(DType::F32).map_err(script_err)?,
-            o.seed,
-            o.eps,
-            norm,
-        )
-        .map(loss_map)
-        .map_err(fail("sft_loss"))
+        on::sft_loss(&model.model, &r.0, &o)
+            .map(loss_map)
+            .map_err(fail("sft_loss"))
     }
 
     /// LLaDA's SFT loss on `ids` [B, T]: the pretraining noise on the answer only. `answer` is a

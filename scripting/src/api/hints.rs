@@ -7,27 +7,9 @@ use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::train::hints::seeded_hints;
 use workbench_core::train::options::HintOptions;
 
-use super::convert::{err, options, script_err, RResult};
+use super::convert::{err, options, value, IntoScript, RResult};
 use super::tasks::ScriptTask;
 use super::tensor::ScriptTensor;
-
-fn float_of(v: &Dynamic) -> Option<f64> {
-    v.as_float()
-        .ok()
-        .or_else(|| v.as_int().ok().map(|i| i as f64))
-}
-
-fn tokens_of(tokens: &Array) -> RResult<Vec<u32>> {
-    tokens
-        .iter()
-        .map(|v| {
-            v.as_int()
-                .ok()
-                .and_then(|i| u32::try_from(i).ok())
-                .ok_or_else(|| err(format!("igpo_hints: bad token id {v}")))
-        })
-        .collect()
-}
 
 #[export_module]
 mod hints_api {
@@ -43,16 +25,19 @@ mod hints_api {
     /// `max_stretch` 1.5. Returns an array of maps offset → token for `generate`'s `hints`.
     #[rhai_fn(return_raw)]
     pub fn igpo_hints(tokens: Array, gen_length: i64, etas: Array, opts: Map) -> RResult<Array> {
-        let toks = tokens_of(&tokens)?;
+        let toks: Vec<u32> = value(
+            &tokens.into(),
+            "igpo_hints: tokens",
+            "an array of token ids",
+        )?;
+        let etas: Vec<f64> = value(&etas.into(), "igpo_hints: etas", "an array of numbers")?;
         let gen_length = usize::try_from(gen_length)
             .map_err(|_| err("igpo_hints: gen_length must be non-negative"))?;
         let o: HintOptions = options("igpo_hints", opts)?;
         let (cfg, seed) = (o.to_config(), o.seed);
         etas.iter()
             .enumerate()
-            .map(|(i, e)| {
-                let eta = float_of(e)
-                    .ok_or_else(|| err(format!("igpo_hints: eta {e} is not a number")))?;
+            .map(|(i, &eta)| {
                 let h = seeded_hints(
                     &toks,
                     gen_length,
@@ -89,9 +74,7 @@ mod hints_api {
                 flat[b * l + off] = 1;
             }
         }
-        candle_core::Tensor::from_vec(flat, (hints.len(), l), &candle_core::Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        candle_core::Tensor::from_vec(flat, (hints.len(), l), &candle_core::Device::Cpu).script()
     }
 
     /// The full reference solution (reasoning trace) of a data row, e.g. GSM8K's `answer`
@@ -112,15 +95,11 @@ mod hints_api {
     /// row i of the group.
     #[rhai_fn(return_raw)]
     pub fn igpo_replacements(correct: Array, max_replace: i64, seed: i64) -> RResult<Array> {
-        let idx = correct
-            .iter()
-            .map(|v| {
-                v.as_int()
-                    .ok()
-                    .and_then(|i| usize::try_from(i).ok())
-                    .ok_or_else(|| err("igpo_replacements: `correct` must hold indices >= 0"))
-            })
-            .collect::<RResult<Vec<usize>>>()?;
+        let idx: Vec<usize> = value(
+            &correct.into(),
+            "igpo_replacements: `correct`",
+            "an array of indices >= 0",
+        )?;
         let k = usize::try_from(max_replace)
             .map_err(|_| err("igpo_replacements: max_replace must be >= 0"))?;
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed as u64);
@@ -136,31 +115,4 @@ mod hints_api {
 /// Registers `igpo_hints`, `hint_mask` and `reference_solution`.
 pub fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(hints_api).into());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hint_maps_are_seeded_and_masked() {
-        let toks: Array = (0..60).map(|i| Dynamic::from(100 + i as i64)).collect();
-        let etas: Array = vec![Dynamic::from(0.4_f64), Dynamic::from(0.6_f64)];
-        let mut o = Map::new();
-        o.insert("seed".into(), Dynamic::from(7_i64));
-        let a = hints_api::igpo_hints(toks.clone(), 96, etas.clone(), o.clone()).unwrap();
-        let b = hints_api::igpo_hints(toks, 96, etas, o).unwrap();
-        assert_eq!(format!("{a:?}"), format!("{b:?}"));
-        let m = hints_api::hint_mask(a.clone(), 96).unwrap();
-        let n: u32 =
-            m.t.to_dtype(candle_core::DType::U32)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-        let total: usize = a.iter().map(|h| h.clone().cast::<Map>().len()).sum();
-        assert_eq!(n as usize, total);
-        assert!(total > 0);
-    }
 }

@@ -48,35 +48,12 @@ mod io_api {
     #[rhai_fn(return_raw)]
     pub fn file_hash(path: &str) -> RResult<String> {
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read {path}: {e}")))?;
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        let h = workbench_core::data::hygiene::content_hash(&bytes);
         Ok(format!("{h:016x}"))
     }
     /// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
     pub fn now_utc() -> String {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
+        workbench_core::term::now_utc()
     }
     /// Writes text to a file atomically (temp file + rename), creating folders as needed.
     #[rhai_fn(return_raw)]

@@ -8,7 +8,7 @@ use workbench_core::train::options::{
     AdvantageOptions, ClipOptions, EntropyFilterOptions, MdpoAdvantageOptions, ReduceOptions,
 };
 
-use super::convert::{err, fail, options, script_err, take, RResult};
+use super::convert::{err, fail, options, script_err, take, IntoScript, RResult};
 use super::tensor::{from_nested, ScriptTensor};
 
 /// A tensor from a script value that is either a Tensor or a (nested) array of numbers.
@@ -33,9 +33,7 @@ fn group_adv(rewards: &Dynamic, group: i64, opts: Map) -> RResult<ScriptTensor> 
     let o: AdvantageOptions = options("group_advantages", opts)?;
     let r = tensor_arg(rewards, "group_advantages: rewards")?;
     let group = non_negative(group, "group_advantages: group")?;
-    wl::group_advantages(&r, group, o.to_normalise())
-        .map(ScriptTensor::new)
-        .map_err(script_err)
+    wl::group_advantages(&r, group, o.to_normalise()).script()
 }
 
 fn clipped(
@@ -70,9 +68,7 @@ fn reduce_with(
     o: ReduceOptions,
 ) -> RResult<ScriptTensor> {
     let r = o.to_reduction().map_err(fail("reduce_loss"))?;
-    wl::reduce(&loss.t, &mask.t, r)
-        .map(ScriptTensor::new)
-        .map_err(script_err)
+    wl::reduce(&loss.t, &mask.t, r).script()
 }
 
 #[export_module]
@@ -109,18 +105,14 @@ mod losses_api {
         let o: MdpoAdvantageOptions = options("mdpo_advantages", opts)?;
         let r = tensor_arg(&rewards, "mdpo_advantages: rewards")?;
         let last = o.to_last_step().map_err(fail("mdpo_advantages"))?;
-        wl::mdpo_step_advantages_with(&r, o.eps, last)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        wl::mdpo_step_advantages_with(&r, o.eps, last).script()
     }
     /// A 0/1 mask `[G, T]` of the `k` steps of each row of `adv` `[G, T]` with the largest
     /// `|adv|` (ties go to the earlier step; `k >= T` selects all).
     #[rhai_fn(return_raw)]
     pub fn top_k_steps(adv: ScriptTensor, k: i64) -> RResult<ScriptTensor> {
         let k = non_negative(k, "top_k_steps: k")?;
-        wl::top_k_steps(&adv.t, k)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        wl::top_k_steps(&adv.t, k).script()
     }
     /// The clipped surrogate per token `−min(ρA, clip(ρ, 0.8, 1.2)A)` for `logp`, `old_logp`,
     /// `mask` `[B, L]` and `adv` `[B]` or `[B, L]`, with the token ratio
@@ -154,19 +146,8 @@ mod losses_api {
     /// (`lp − ref`), `"k2"` (`½(ref − lp)²`) or `"k3"` (`exp(ref − lp) − (ref − lp) − 1`).
     #[rhai_fn(return_raw)]
     pub fn kl(logp: ScriptTensor, ref_logp: ScriptTensor, kind: &str) -> RResult<ScriptTensor> {
-        let kind = match kind {
-            "k1" => KlKind::K1,
-            "k2" => KlKind::K2,
-            "k3" => KlKind::K3,
-            other => {
-                return Err(err(format!(
-                    "kl: unknown estimator `{other}`; expected \"k1\", \"k2\" or \"k3\""
-                )))
-            }
-        };
-        wl::kl(&logp.t, &ref_logp.t, kind)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        let kind = KlKind::from_name(kind).map_err(fail("kl"))?;
+        wl::kl(&logp.t, &ref_logp.t, kind).script()
     }
     /// Reduces a per-token loss `[B, L]` with a 0/1 mask `[B, L]` to a scalar: `mode` is
     /// `"token_mean"` (`Σ loss·mask / Σ mask`) or `"seq_mean"` (mean over rows of the row means).
@@ -201,17 +182,13 @@ mod losses_api {
     /// first `eos_id`, 0.0 after it (a row without EOS is all ones).
     #[rhai_fn(return_raw)]
     pub fn completion_mask(ids: ScriptTensor, eos_id: i64) -> RResult<ScriptTensor> {
-        wl::completion_mask(&ids.t, eos_id as u32)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        wl::completion_mask(&ids.t, eos_id as u32).script()
     }
     /// Entropy `−Σ p log p` of `softmax(logits)` over the last dim (differentiable):
     /// `[..., V]` → `[...]`.
     #[rhai_fn(return_raw)]
     pub fn entropy(logits: ScriptTensor) -> RResult<ScriptTensor> {
-        wl::entropy(&logits.t)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        wl::entropy(&logits.t).script()
     }
     /// The IGPO entropy filter: a 0/1 mask `[B, L]`, 1 outside `subset` and, inside it, per row
     /// only the `max(1, floor(tau·n))` of the row's `n` subset positions with the highest
@@ -222,9 +199,7 @@ mod losses_api {
         subset: ScriptTensor,
         tau: f64,
     ) -> RResult<ScriptTensor> {
-        wl::entropy_filter(&entropy.t, &subset.t, tau)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        wl::entropy_filter(&entropy.t, &subset.t, tau).script()
     }
     /// The IGPO entropy filter with options `#{cut}`: `"row_top_k"` (default, IGPO's trainer)
     /// or `"batch_quantile"` (one threshold `quantile(subset entropies of the whole batch,
@@ -238,9 +213,7 @@ mod losses_api {
     ) -> RResult<ScriptTensor> {
         let o: EntropyFilterOptions = options("entropy_filter", opts)?;
         let cut = o.to_cut().map_err(fail("entropy_filter"))?;
-        wl::entropy_filter_with(&entropy.t, &subset.t, tau, cut)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        wl::entropy_filter_with(&entropy.t, &subset.t, tau, cut).script()
     }
 
     /// MDPO's loss of (rollout, step) pairs, one per row, as the release computes it: `logp`,

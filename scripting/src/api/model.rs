@@ -6,13 +6,13 @@ use std::sync::Arc;
 use candle_core::DType;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
-use workbench_core::device::{default_device, default_dtype, parse_device, parse_dtype};
+use workbench_core::device::{default_device, resolve};
 use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
-use workbench_core::tokenizer::{ChatMessage, ConfigIds, Tokenizer};
+use workbench_core::tokenizer::{ChatMessage, Tokenizer};
 
 use workbench_core::train::options::ModelOptions;
 
-use super::convert::{err, options, script_err, to_script, RResult};
+use super::convert::{err, options, script_err, to_script, IntoScript, RResult};
 use super::tensor::{from_nested, ScriptTensor};
 
 /// A loaded model with its tokenizer (when the checkpoint has one).
@@ -27,6 +27,21 @@ pub struct ScriptModel {
 }
 
 /// A tokenizer with its chat template.
+impl ScriptModel {
+    /// A model derived from this one (adapters added, merged, toggled): its trainable
+    /// variables registered as parameters, the tokenizer and folder kept.
+    pub fn derived(&self, model: Llada) -> ScriptModel {
+        for (_, v) in model.trainable_vars() {
+            crate::api::tensor::register_param(v.as_tensor());
+        }
+        ScriptModel {
+            model: Arc::new(model),
+            tokenizer: self.tokenizer.clone(),
+            dir: self.dir.clone(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ScriptTokenizer(pub Arc<Tokenizer>);
 
@@ -57,30 +72,9 @@ fn ids_list(v: &Dynamic) -> RResult<Vec<u32>> {
         .map_err(script_err)
 }
 
-fn load_tok(dir: &std::path::Path) -> RResult<Tokenizer> {
-    let cfg = dir.join("config.json");
-    let ids = if cfg.is_file() {
-        ConfigIds::from_config_file(&cfg).map_err(script_err)?
-    } else {
-        ConfigIds {
-            mask: None,
-            eos: None,
-            pad: None,
-        }
-    };
-    Tokenizer::load(dir, &ids).map_err(script_err)
-}
-
-/// The core load options of a `ModelOptions` (dtype defaults to the device's).
 fn load_options(o: &ModelOptions, device_default: candle_core::Device) -> RResult<LoadOptions> {
-    let device = match &o.device {
-        Some(d) => parse_device(d).map_err(script_err)?,
-        None => device_default,
-    };
-    let dtype = match &o.dtype {
-        Some(d) => parse_dtype(d, &device).map_err(script_err)?,
-        None => default_dtype(&device),
-    };
+    let (device, dtype) =
+        resolve(o.device.as_deref(), o.dtype.as_deref(), device_default).map_err(script_err)?;
     Ok(LoadOptions {
         device,
         dtype,
@@ -88,7 +82,6 @@ fn load_options(o: &ModelOptions, device_default: candle_core::Device) -> RResul
     })
 }
 
-/// Records a trainable model's variables so gradient norms include them.
 fn register_vars(model: &Llada) {
     for (_, v) in model.vars() {
         crate::api::tensor::register_param(v.as_tensor());
@@ -145,11 +138,9 @@ mod model_api {
         let dir = resolve_model_dir(path).map_err(script_err)?;
         let model = Llada::load(&dir, &load).map_err(script_err)?;
         register_vars(&model);
-        let tokenizer = if dir.join("tokenizer.json").is_file() {
-            Some(Arc::new(load_tok(&dir)?))
-        } else {
-            None
-        };
+        let tokenizer = Tokenizer::load_if_present(&dir)
+            .map_err(script_err)?
+            .map(Arc::new);
         Ok(ScriptModel {
             model: Arc::new(model),
             tokenizer,
@@ -182,10 +173,7 @@ mod model_api {
     #[rhai_fn(name = "forward", return_raw)]
     pub fn forward(m: &mut ScriptModel, ids: Dynamic) -> RResult<ScriptTensor> {
         let ids = ids_tensor(&ids, "forward: ids")?;
-        m.model
-            .forward(&ids, None)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        m.model.forward(&ids, None).script()
     }
     /// Logits for left-padded ids [B, L] with an attention mask [B, L] (1 = real token).
     #[rhai_fn(name = "forward", return_raw)]
@@ -196,10 +184,7 @@ mod model_api {
     ) -> RResult<ScriptTensor> {
         let ids = ids_tensor(&ids, "forward: ids")?;
         let mask = ids_tensor(&mask, "forward: mask")?;
-        m.model
-            .forward(&ids, Some(&mask))
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        m.model.forward(&ids, Some(&mask)).script()
     }
     /// The checkpoint's config.json fields as a map.
     #[rhai_fn(get = "config", pure, return_raw)]
@@ -260,7 +245,15 @@ mod model_api {
         let dir = resolve_model_dir(path)
             .or_else(|_| Ok::<_, anyhow::Error>(PathBuf::from(path)))
             .map_err(script_err)?;
-        Ok(ScriptTokenizer(Arc::new(load_tok(&dir)?)))
+        let tok = Tokenizer::load_if_present(&dir)
+            .map_err(script_err)?
+            .ok_or_else(|| {
+                err(format!(
+                    "tokenizer file {} not found",
+                    dir.join("tokenizer.json").display()
+                ))
+            })?;
+        Ok(ScriptTokenizer(Arc::new(tok)))
     }
     /// Token ids of `text` (no special tokens added, as LLaDA does).
     #[rhai_fn(return_raw)]

@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::train::optim::{AdamW, StepInfo};
 use workbench_core::train::options::AdamWOptions;
 
-use super::convert::{err, fail, options, script_err, RResult};
+use super::convert::{err, fail, options, script_err, to_script, RResult};
 use super::model::ScriptModel;
 use super::tensor::{ScriptGrads, ScriptTensor};
 
@@ -83,12 +83,10 @@ fn loss_value(loss: &ScriptTensor) -> RResult<f64> {
 }
 
 fn info_map(i: StepInfo) -> Map {
-    let mut m = Map::new();
-    m.insert("step".into(), Dynamic::from(i.step as i64));
-    m.insert("lr".into(), Dynamic::from(i.lr));
-    m.insert("grad_norm".into(), Dynamic::from(i.grad_norm));
-    m.insert("skipped".into(), Dynamic::from(i.skipped));
-    m
+    to_script(i)
+        .ok()
+        .and_then(|d| d.try_cast())
+        .unwrap_or_default()
 }
 
 #[export_module]

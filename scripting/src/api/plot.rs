@@ -1,5 +1,5 @@
 //! `plot(log, metrics, out)`: training curves of JSONL run logs as a PNG or SVG, the renderer
-//! of `workbench plot` (`crate::plot`).
+//! of `workbench plot` (`workbench_core::plot`).
 
 use std::path::PathBuf;
 
@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 use workbench_core::train::options::PlotOptions;
 
 use super::convert::{err, options, script_err, RResult};
-use crate::plot::{render, PlotSpec};
+use workbench_core::plot::{render, PlotSpec};
 
 fn strings(a: Array, what: &str) -> RResult<Vec<String>> {
     a.into_iter()

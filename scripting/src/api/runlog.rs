@@ -7,11 +7,11 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::DType;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
-use workbench_core::train::runlog::{metric, read_log, RunLog};
+use workbench_core::train::runlog::{metric, progress_message, read_log, RunLog};
 
 use workbench_core::train::options::RunLogOptions;
 
@@ -54,64 +54,6 @@ fn value_to_json(key: &str, v: &Dynamic) -> RResult<Value> {
     to_json(v, &format!("log(): `{key}`"))
 }
 
-/// Formats a metric for the bar: 4 significant digits, scientific when very small or large.
-fn compact(v: &Value) -> String {
-    match v {
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(f64::NAN);
-            let a = x.abs();
-            if a == 0.0 {
-                "0".into()
-            } else if (1e-3..1e4).contains(&a) {
-                let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
-                format!("{x:.decimals$}")
-            } else {
-                format!("{x:.2e}")
-            }
-        }
-        Value::Null => "nan".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The bar's message: each `show` name that the record has, or else the record's keys that
-/// start with `name_` (so `show: ["reward"]` also shows `reward_mean`).
-fn message(show: &[String], rec: &serde_json::Map<String, Value>) -> String {
-    let mut parts = Vec::new();
-    for name in show {
-        if let Some(v) = rec.get(name) {
-            parts.push(format!("{name} {}", compact(v)));
-        } else {
-            let prefix = format!("{name}_");
-            for (k, v) in rec.iter().filter(|(k, _)| k.starts_with(&prefix)) {
-                parts.push(format!("{k} {}", compact(v)));
-            }
-        }
-    }
-    parts.join("  ")
-}
-
-fn make_bar(total: Option<u64>, start: u64) -> RResult<ProgressBar> {
-    let (bar, template) = match total {
-        Some(n) => (
-            ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
-            "{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
-        ),
-        None => (
-            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-            "{spinner} step {pos} [{elapsed_precise}] {msg}",
-        ),
-    };
-    let style = ProgressStyle::with_template(template)
-        .map_err(script_err)?
-        .progress_chars("=> ");
-    let bar = bar.with_style(style).with_position(start);
-    bar.reset_eta();
-    Ok(bar)
-}
-
 fn open(path: &str, opts: &Map) -> RResult<ScriptRunLog> {
     let o: RunLogOptions = options("run_log", opts.clone())?;
     let (total, show) = (o.total, o.show);
@@ -126,7 +68,7 @@ fn open(path: &str, opts: &Map) -> RResult<ScriptRunLog> {
         .last_step()
         .and_then(|s| u64::try_from(s).ok())
         .unwrap_or(0);
-    let bar = make_bar(total, start)?;
+    let bar = workbench_core::term::progress_bar(total, start, "step");
     Ok(ScriptRunLog {
         inner: Arc::new(Mutex::new(Inner { log, bar, show })),
         path: path.to_string(),
@@ -172,7 +114,7 @@ mod runlog_api {
             }
         };
         let mut inner = l.inner.lock().map_err(script_err)?;
-        let msg = message(&inner.show, &rec);
+        let msg = progress_message(&inner.show, &rec);
         inner.log.log(rec).map_err(script_err)?;
         inner.bar.set_position(u64::try_from(step).unwrap_or(0));
         inner.bar.set_message(msg);

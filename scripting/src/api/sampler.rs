@@ -11,7 +11,7 @@ use workbench_core::sampler::{
     Trajectory,
 };
 
-use super::convert::{err, fail, options2, script_err, take, RResult};
+use super::convert::{err, fail, options2, script_err, take, usize_list, IntoScript, RResult};
 use super::model::{ids_tensor, ScriptModel};
 use super::tensor::ScriptTensor;
 
@@ -43,18 +43,11 @@ impl SamplerHooks for ScriptHooks<'_, '_> {
         if out.is_unit() {
             return Ok(None);
         }
-        let arr = out.try_cast::<Array>().ok_or_else(|| {
-            anyhow::anyhow!("schedule hook must return an array of counts (one per row) or ()")
+        let counts: Vec<usize> = rhai::serde::from_dynamic(&out).map_err(|_| {
+            anyhow::anyhow!(
+                "schedule hook must return an array of counts (one per row) or (), found {out}"
+            )
         })?;
-        let counts = arr
-            .iter()
-            .map(|v| {
-                v.as_int()
-                    .ok()
-                    .and_then(|i| usize::try_from(i).ok())
-                    .ok_or_else(|| anyhow::anyhow!("schedule hook returned a non-count {v}"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Some(counts))
     }
 
@@ -100,19 +93,12 @@ fn prompt_input(p: &Dynamic) -> RResult<PromptInput> {
         .map(PromptInput::Ids)
 }
 
-fn ids_array(rows: &[Vec<u32>]) -> Array {
-    rows.iter()
-        .map(|r| Dynamic::from_array(r.iter().map(|&t| Dynamic::from(i64::from(t))).collect()))
-        .collect()
-}
-
-fn tensor(t: anyhow::Result<Tensor>) -> RResult<ScriptTensor> {
-    t.map(ScriptTensor::new).map_err(script_err)
-}
-
-/// Row ids of a rollout from an array of integers.
-fn rows_of(rows: &Array) -> RResult<Vec<usize>> {
-    super::convert::usize_list(rows, "select: rows")
+/// A plain list (ids, indices, texts) as a script array.
+fn array<T: serde::Serialize + ?Sized>(v: &T) -> Array {
+    rhai::serde::to_dynamic(v)
+        .ok()
+        .and_then(|d| d.try_cast())
+        .unwrap_or_default()
 }
 
 #[export_module]
@@ -164,58 +150,52 @@ mod sampler_api {
     /// The left-padded prompts [B, P] (u32).
     #[rhai_fn(get = "prompt", return_raw)]
     pub fn prompt(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
-        tensor(r.0.prompt_tensor())
+        r.0.prompt_tensor().script()
     }
     /// The left-padded prompts [B, P] (u32); same as `prompt`.
     #[rhai_fn(get = "prompt_ids", return_raw)]
     pub fn prompt_ids(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
-        tensor(r.0.prompt_tensor())
+        r.0.prompt_tensor().script()
     }
     /// The generated regions [B, L] (u32).
     #[rhai_fn(get = "completion", return_raw)]
     pub fn completion(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
-        tensor(r.0.completion_tensor())
+        r.0.completion_tensor().script()
     }
     /// The generated regions [B, L] (u32); same as `completion`.
     #[rhai_fn(get = "completion_ids", return_raw)]
     pub fn completion_ids(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
-        tensor(r.0.completion_tensor())
+        r.0.completion_tensor().script()
     }
     /// Key-padding mask [B, P + L] (u32: 1 real, 0 left padding).
     #[rhai_fn(get = "attention", return_raw)]
     pub fn attention(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
-        tensor(r.0.attention_tensor())
+        r.0.attention_tensor().script()
     }
     /// Key-padding mask [B, P + L]; same as `attention`.
     #[rhai_fn(get = "attention_mask", return_raw)]
     pub fn attention_mask(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
-        tensor(r.0.attention_tensor())
+        r.0.attention_tensor().script()
     }
     /// The canvas [B, P + L] (u32): left padding ++ prompt ++ completion.
     #[rhai_fn(get = "canvas", return_raw)]
     pub fn canvas(r: &mut ScriptRollout) -> RResult<ScriptTensor> {
-        let rows = r.0.canvas();
-        let w = rows.first().map_or(0, Vec::len);
-        let flat: Vec<u32> = rows.into_iter().flatten().collect();
-        tensor(
-            Tensor::from_vec(flat, (r.0.batch_size(), w), &candle_core::Device::Cpu)
-                .map_err(Into::into),
-        )
+        r.0.canvas_tensor().script()
     }
     /// Per row, the unpadded prompt ++ completion (arrays of ids).
     #[rhai_fn(get = "ids", pure)]
     pub fn ids(r: &mut ScriptRollout) -> Array {
-        ids_array(&r.0.unpadded())
+        array(&r.0.unpadded())
     }
     /// Per row, the completion (arrays of ids).
     #[rhai_fn(get = "completions", pure)]
     pub fn completions(r: &mut ScriptRollout) -> Array {
-        ids_array(&r.0.completion)
+        array(&r.0.completion)
     }
     /// Per row, the decoded completion without special tokens (empty without a tokenizer).
     #[rhai_fn(get = "texts", pure)]
     pub fn texts(r: &mut ScriptRollout) -> Array {
-        r.0.texts.iter().map(|t| Dynamic::from(t.clone())).collect()
+        array(&r.0.texts)
     }
     /// Length P of the padded prompts.
     #[rhai_fn(get = "prompt_len", pure)]
@@ -235,10 +215,7 @@ mod sampler_api {
     /// Per row, the index of the prompt (data row) it answers.
     #[rhai_fn(get = "prompt_index", pure)]
     pub fn prompt_index(r: &mut ScriptRollout) -> Array {
-        r.0.prompt_index
-            .iter()
-            .map(|&i| Dynamic::from(i as i64))
-            .collect()
+        array(&r.0.prompt_index)
     }
     /// Number of forward passes the generation took.
     #[rhai_fn(get = "nfe", pure)]
@@ -257,7 +234,7 @@ mod sampler_api {
     /// completions, texts, prompt indices and the trajectory are all selected.
     #[rhai_fn(return_raw)]
     pub fn select(r: &mut ScriptRollout, rows: Array) -> RResult<ScriptRollout> {
-        r.0.select(&rows_of(&rows)?)
+        r.0.select(&usize_list(&rows, "select: rows")?)
             .map(|x| ScriptRollout(Arc::new(x)))
             .map_err(script_err)
     }
@@ -299,30 +276,22 @@ mod sampler_api {
     /// Input state x_s [B, L] (u32) of step `s`; `s == num_steps` gives the final canvas.
     #[rhai_fn(return_raw)]
     pub fn state(t: &mut ScriptTrajectory, s: i64) -> RResult<ScriptTensor> {
-        t.0.state(s.max(0) as usize)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        t.0.state(s.max(0) as usize).script()
     }
     /// Positions committed at step `s`, as a [B, L] u8 mask.
     #[rhai_fn(return_raw)]
     pub fn committed(t: &mut ScriptTrajectory, s: i64) -> RResult<ScriptTensor> {
-        t.0.committed(s.max(0) as usize)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        t.0.committed(s.max(0) as usize).script()
     }
     /// The full prediction x̂0 of step `s` [B, L] (masked positions filled by that step's candidates).
     #[rhai_fn(return_raw)]
     pub fn prediction(t: &mut ScriptTrajectory, s: i64) -> RResult<ScriptTensor> {
-        t.0.prediction(s.max(0) as usize)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        t.0.prediction(s.max(0) as usize).script()
     }
     /// Confidences of step `s` [B, L] (f32, −inf where nothing could be committed).
     #[rhai_fn(return_raw)]
     pub fn confidence(t: &mut ScriptTrajectory, s: i64) -> RResult<ScriptTensor> {
-        t.0.confidence(s.max(0) as usize)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        t.0.confidence(s.max(0) as usize).script()
     }
 }
 

@@ -16,7 +16,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine};
 
-use super::convert::{err, script_err, usize_list, RResult};
+use super::convert::{err, script_err, usize_list, IntoScript, RResult};
+use workbench_core::device::{dtype_by_name, dtype_name};
 
 /// A tensor visible to scripts; `var` is set for trainable parameters made by `param`.
 #[derive(Clone)]
@@ -38,35 +39,9 @@ pub(crate) fn dims_str(t: &Tensor) -> String {
     format!("{:?} {:?}", t.dims(), t.dtype())
 }
 
-fn dtype_name(d: DType) -> &'static str {
-    match d {
-        DType::U8 => "u8",
-        DType::U32 => "u32",
-        DType::I64 => "i64",
-        DType::BF16 => "bf16",
-        DType::F16 => "f16",
-        DType::F32 => "f32",
-        DType::F64 => "f64",
-        _ => "other",
-    }
-}
-
-/// Parses a dtype name as scripts write it.
+/// A tensor dtype by its script name (`"f32"`, `"u8"`, ...), an error listing the names.
 pub fn parse_dtype(s: &str) -> RResult<DType> {
-    Ok(match s {
-        "u8" | "bool" => DType::U8,
-        "u32" => DType::U32,
-        "i64" | "int" => DType::I64,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        "f32" | "float" => DType::F32,
-        "f64" => DType::F64,
-        _ => {
-            return Err(err(format!(
-                "unknown dtype `{s}`; expected u8, u32, i64, bf16, f16, f32 or f64"
-            )))
-        }
-    })
+    dtype_by_name(s).map_err(script_err)
 }
 
 /// Resolves a possibly negative dim against `rank`.
@@ -80,10 +55,6 @@ pub(crate) fn dim(t: &Tensor, d: i64) -> RResult<usize> {
         )));
     }
     Ok(r as usize)
-}
-
-fn is_float(d: DType) -> bool {
-    d.is_float()
 }
 
 /// Brings two tensors to a common dtype: equal stays, otherwise the wider float (f32 at least).
@@ -101,7 +72,7 @@ pub(crate) fn unify(a: &Tensor, b: &Tensor) -> RResult<(Tensor, Tensor)> {
 }
 
 pub(crate) fn scalar_like(t: &Tensor, x: f64) -> RResult<(Tensor, Tensor)> {
-    let base = if is_float(t.dtype()) || x.fract() == 0.0 {
+    let base = if t.dtype().is_float() || x.fract() == 0.0 {
         t.clone()
     } else {
         t.to_dtype(DType::F32).map_err(script_err)?
@@ -237,36 +208,6 @@ fn to_nested(t: &Tensor) -> RResult<Dynamic> {
     Ok(build(&vals, t.dims()))
 }
 
-fn format_tensor(t: &Tensor) -> String {
-    let head = format!(
-        "Tensor{:?} {} {}",
-        t.dims(),
-        dtype_name(t.dtype()),
-        device_name(t.device())
-    );
-    let vals: Vec<f64> = t
-        .flatten_all()
-        .and_then(|f| f.narrow(0, 0, f.elem_count().min(6)))
-        .and_then(|f| f.to_dtype(DType::F64))
-        .and_then(|f| f.to_vec1())
-        .unwrap_or_default();
-    let body: Vec<String> = vals.iter().map(|v| format!("{v:.4}")).collect();
-    let more = if t.elem_count() > vals.len() {
-        ", …"
-    } else {
-        ""
-    };
-    format!("{head} [{}{more}]", body.join(", "))
-}
-
-fn device_name(d: &Device) -> String {
-    match d {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(_) => "cuda".into(),
-        _ => "metal".into(),
-    }
-}
-
 pub(crate) fn reduce(
     t: &Tensor,
     d: Option<i64>,
@@ -303,25 +244,19 @@ mod tensor_api {
     #[rhai_fn(return_raw)]
     pub fn zeros(shape: Array) -> RResult<ScriptTensor> {
         let s = usize_list(&shape, "shape")?;
-        Tensor::zeros(s, DType::F32, &Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        Tensor::zeros(s, DType::F32, &Device::Cpu).script()
     }
     /// f32 ones of `shape`.
     #[rhai_fn(return_raw)]
     pub fn ones(shape: Array) -> RResult<ScriptTensor> {
         let s = usize_list(&shape, "shape")?;
-        Tensor::ones(s, DType::F32, &Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        Tensor::ones(s, DType::F32, &Device::Cpu).script()
     }
     /// An f32 tensor of `shape` filled with `value`.
     #[rhai_fn(return_raw)]
     pub fn full(shape: Array, value: f64) -> RResult<ScriptTensor> {
         let s = usize_list(&shape, "shape")?;
-        Tensor::full(value as f32, s, &Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        Tensor::full(value as f32, s, &Device::Cpu).script()
     }
     /// An f32 tensor of `shape` filled with the integer `value`.
     #[rhai_fn(name = "full", return_raw)]
@@ -331,16 +266,12 @@ mod tensor_api {
     /// i64 values `0, 1, …, n-1`.
     #[rhai_fn(name = "arange", return_raw)]
     pub fn arange1(n: i64) -> RResult<ScriptTensor> {
-        Tensor::arange(0i64, n, &Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        Tensor::arange(0i64, n, &Device::Cpu).script()
     }
     /// i64 values `start, start+1, …, end-1`.
     #[rhai_fn(name = "arange", return_raw)]
     pub fn arange2(start: i64, end: i64) -> RResult<ScriptTensor> {
-        Tensor::arange(start, end, &Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        Tensor::arange(start, end, &Device::Cpu).script()
     }
     /// f32 values from `start` up to (not including) `end` by `step`.
     #[rhai_fn(name = "arange", return_raw)]
@@ -348,9 +279,7 @@ mod tensor_api {
         if step == 0.0 {
             return Err(err("arange: step must not be 0"));
         }
-        Tensor::arange_step(start as f32, end as f32, step as f32, &Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        Tensor::arange_step(start as f32, end as f32, step as f32, &Device::Cpu).script()
     }
     /// Moves to device `name` (`cpu`, `cuda`, `cuda:N`).
     #[rhai_fn(return_raw)]
@@ -380,7 +309,7 @@ mod tensor_api {
     /// The device name (`cpu` or `cuda`).
     #[rhai_fn(get = "device", pure)]
     pub fn device(a: &mut ScriptTensor) -> String {
-        device_name(a.t.device())
+        workbench_core::device::device_name(a.t.device())
     }
     /// The value of a one-element tensor as a number (int for integer dtypes).
     #[rhai_fn(return_raw)]
@@ -414,12 +343,12 @@ mod tensor_api {
     /// Shape, dtype, device and the first few values.
     #[rhai_fn(name = "to_string", pure)]
     pub fn to_string(a: &mut ScriptTensor) -> String {
-        format_tensor(&a.t)
+        workbench_core::device::format_tensor(&a.t)
     }
     /// Same as `to_string` (used by `print` and `debug`).
     #[rhai_fn(name = "to_debug", pure)]
     pub fn to_debug(a: &mut ScriptTensor) -> String {
-        format_tensor(&a.t)
+        workbench_core::device::format_tensor(&a.t)
     }
     /// The same values cut from the autograd graph.
     pub fn detach(a: ScriptTensor) -> ScriptTensor {

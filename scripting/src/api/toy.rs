@@ -5,11 +5,12 @@
 
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
-use workbench_core::tasks::toy::{sudoku_cell_rewards, CharVocab, COUNTDOWN_ALPHABET};
+use workbench_core::data::Example;
+use workbench_core::tasks::toy::{self, CharVocab, COUNTDOWN_ALPHABET};
 use workbench_core::tasks::{task_by_name, Task};
 use workbench_core::train::options::CharIdsOptions;
 
-use super::convert::{err, fail, options, script_err, to_script, RResult};
+use super::convert::{err, fail, options, script_err, to_script, value, IntoScript, RResult};
 use super::tasks::example_of;
 use super::tensor::ScriptTensor;
 
@@ -44,10 +45,6 @@ fn id_rows(v: &Dynamic, what: &str) -> RResult<Vec<Vec<u32>>> {
         .collect())
 }
 
-fn ids(v: Vec<u32>) -> Dynamic {
-    Dynamic::from_array(v.into_iter().map(|i| Dynamic::from(i64::from(i))).collect())
-}
-
 fn toy(name: &str, what: &str) -> RResult<Box<dyn Task>> {
     match name {
         "sudoku" | "countdown" => task_by_name(&format!("{name}:toy")).map_err(script_err),
@@ -57,51 +54,24 @@ fn toy(name: &str, what: &str) -> RResult<Box<dyn Task>> {
     }
 }
 
-/// Calls `f(row, completion text)` for completion i against `rows[i / group]` (the text is
-/// the task vocabulary's decoding of the ids).
-fn for_each<T>(
-    task: &dyn Task,
-    completions: Dynamic,
+/// Completion id rows, data rows and group of a grouped toy call, converted.
+fn grouped(
+    c: Dynamic,
     rows: &Array,
     group: i64,
-    what: &str,
-    mut f: impl FnMut(&workbench_core::data::Example, &str) -> RResult<T>,
-) -> RResult<Vec<T>> {
-    let comps = id_rows(&completions, &format!("{what}: completions"))?;
+    w: &str,
+) -> RResult<(Vec<Vec<u32>>, Vec<Example>, usize)> {
+    let comps = id_rows(&c, &format!("{w}: completions"))?;
+    let rows = rows.iter().map(example_of).collect::<RResult<Vec<_>>>()?;
     let g = usize::try_from(group)
-        .ok()
-        .filter(|&g| g >= 1)
-        .ok_or_else(|| err(format!("{what}: group must be at least 1, found {group}")))?;
-    if comps.len() != rows.len() * g {
-        return Err(err(format!(
-            "{what}: {} completions for {} rows × group {g} (expected {})",
-            comps.len(),
-            rows.len(),
-            rows.len() * g
-        )));
-    }
-    let vocab = task
-        .vocab()
-        .ok_or_else(|| err(format!("{what}: not a toy task")))?;
-    let examples = rows.iter().map(example_of).collect::<RResult<Vec<_>>>()?;
-    comps
-        .iter()
-        .enumerate()
-        .map(|(i, c)| f(&examples[i / g], &vocab.decode(c)))
-        .collect()
+        .map_err(|_| err(format!("{w}: group must be at least 1, found {group}")))?;
+    Ok((comps, rows, g))
 }
 
-fn rewards(
-    task: &str,
-    completions: Dynamic,
-    rows: Array,
-    group: i64,
-    what: &str,
-) -> RResult<Array> {
-    let t = toy(task, what)?;
-    let r = for_each(&*t, completions, &rows, group, what, |row, text| {
-        t.reward(row, text).map(|r| r.total).map_err(fail(what))
-    })?;
+fn rewards(task: &str, c: Dynamic, rows: Array, group: i64, w: &str) -> RResult<Array> {
+    let t = toy(task, w)?;
+    let (c, rows, g) = grouped(c, &rows, group, w)?;
+    let r = toy::grouped_rewards(&*t, &c, &rows, g).map_err(fail(w))?;
     Ok(r.into_iter().map(Dynamic::from).collect())
 }
 
@@ -120,51 +90,10 @@ mod toy_api {
     /// padding after — answers; `"right"`: padding first — prompts). Returns arrays of ids.
     #[rhai_fn(return_raw)]
     pub fn char_ids(texts: Array, opts: Map) -> RResult<Array> {
-        let w = "char_ids";
-        let o: CharIdsOptions = options(w, opts)?;
-        if o.alphabet.is_empty() {
-            return Err(err("char_ids: `alphabet` (a non-empty string) is required"));
-        }
-        let right = match o.align.as_deref() {
-            None | Some("left") => false,
-            Some("right") => true,
-            Some(a) => {
-                return Err(err(format!(
-                    "char_ids: `align` must be \"left\" or \"right\", found \"{a}\""
-                )))
-            }
-        };
-        let pad = match (o.length, o.pad) {
-            (Some(n), Some(p)) => Some((n, p)),
-            (Some(_), None) => return Err(err("char_ids: `length` needs a `pad` id")),
-            _ => None,
-        };
-        let v = CharVocab::new(&o.alphabet, None);
-        texts
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let s = t.into_string().map_err(|ty| {
-                    err(format!("char_ids: text {i}: expected a string, found {ty}"))
-                })?;
-                let mut row = v.encode(&s).map_err(|e| err(format!("char_ids: {e}")))?;
-                if let Some((n, p)) = pad {
-                    if row.len() > n {
-                        return Err(err(format!(
-                            "char_ids: text {i} \"{s}\" has {} characters, more than `length` {n}",
-                            row.len()
-                        )));
-                    }
-                    let fill = std::iter::repeat_n(p, n - row.len());
-                    row = if right {
-                        fill.chain(row).collect()
-                    } else {
-                        row.into_iter().chain(fill).collect()
-                    };
-                }
-                Ok(ids(row))
-            })
-            .collect()
+        let o: CharIdsOptions = options("char_ids", opts)?;
+        let texts: Vec<String> = value(&texts.into(), "char_ids: texts", "an array of strings")?;
+        let rows = toy::char_ids(&texts, &o).map_err(fail("char_ids"))?;
+        Ok(to_script(rows)?.cast())
     }
     /// The text of each row of ids `[B, L]` (Tensor or arrays) over `alphabet`, up to the first
     /// id outside it (mask, EOS, padding).
@@ -197,36 +126,26 @@ mod toy_api {
     #[rhai_fn(return_raw)]
     pub fn toy_answer(task: &str, row: Dynamic) -> RResult<Array> {
         let t = toy(task, "toy_answer")?;
-        let text = t
-            .reference(&example_of(&row)?)
-            .map_err(fail("toy_answer"))?;
-        let v = t.vocab().ok_or_else(|| err("toy_answer: not a toy task"))?;
-        Ok(ids(v
-            .encode(&text)
-            .map_err(|e| err(format!("toy_answer: {e}")))?)
-        .cast())
+        let ids = toy::answer_ids(&*t, &example_of(&row)?).map_err(fail("toy_answer"))?;
+        Ok(to_script(ids)?.cast())
     }
     /// Token ids of a digit string (`'0'..='9'` → 0..=9), e.g. a Sudoku `Puzzle`:
     /// `digit_ids("3102")` is `[3, 1, 0, 2]`.
     #[rhai_fn(name = "digit_ids", return_raw)]
     pub fn digit_ids(text: &str) -> RResult<Array> {
-        CharVocab::digits()
+        let ids = CharVocab::digits()
             .encode(text)
-            .map(|v| ids(v).cast())
-            .map_err(|e| err(format!("digit_ids: {e}")))
+            .map_err(fail("digit_ids"))?;
+        Ok(to_script(ids)?.cast())
     }
     /// Token ids of each digit string of an array: `digit_ids(["12", "34"])` is
     /// `[[1, 2], [3, 4]]`.
     #[rhai_fn(name = "digit_ids", return_raw)]
     pub fn digit_ids_all(texts: Array) -> RResult<Array> {
+        let texts: Vec<String> = value(&texts.into(), "digit_ids", "an array of strings")?;
         texts
-            .into_iter()
-            .map(|t| {
-                let s = t
-                    .into_string()
-                    .map_err(|ty| err(format!("digit_ids: expected strings, found {ty}")))?;
-                digit_ids(&s).map(Dynamic::from_array)
-            })
+            .iter()
+            .map(|s| digit_ids(s).map(Dynamic::from_array))
             .collect()
     }
     /// Digit strings of token ids `[B, L]` (a Tensor or arrays of ids): ids 0..=9 become
@@ -260,20 +179,11 @@ mod toy_api {
     /// (token-level) credit in GRPO.
     #[rhai_fn(return_raw)]
     pub fn cell_rewards(completions: Dynamic, rows: Array, group: i64) -> RResult<ScriptTensor> {
-        let t = toy("sudoku", "cell_rewards")?;
         let w = "cell_rewards";
-        let rows = for_each(&*t, completions, &rows, group, w, |row, text| {
-            let p = row.first_text(&["Puzzle", "puzzle"]).map_err(fail(w))?;
-            let s = row.first_text(&["Solution", "solution"]).map_err(fail(w))?;
-            let mut r = sudoku_cell_rewards(text, &p, &s);
-            r.resize(16, 0.0);
-            Ok(r)
-        })?;
-        let n = rows.len();
-        let flat: Vec<f32> = rows.into_iter().flatten().collect();
-        candle_core::Tensor::from_vec(flat, (n, 16), &candle_core::Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        let (c, rows, g) = grouped(completions, &rows, group, w)?;
+        let r = toy::grouped_cell_rewards(&c, &rows, g).map_err(fail(w))?;
+        let n = r.len();
+        candle_core::Tensor::from_vec(r.concat(), (n, 16), &candle_core::Device::Cpu).script()
     }
     /// The task's own vocabulary, for a toy task's prompts or answers as token ids:
     /// `task("sudoku:toy").encode("3102")` is `[3, 1, 0, 2]`.
@@ -292,71 +202,4 @@ mod toy_api {
 /// Registers the toy-task helpers.
 pub fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(toy_api).into());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rhai_helpers_group_and_validate() {
-        let mut engine = Engine::new();
-        super::super::tensor::register(&mut engine);
-        register(&mut engine);
-        let r: Array = engine
-            .eval(
-                r#"
-                let rows = [#{ Puzzle: "3102200002100320", Solution: "3142243142131324" }];
-                let good = digit_ids("3142243142131324");
-                let bad = digit_ids("3102200002100320");
-                cell_accuracy([good, bad, good], rows, 3)
-                "#,
-            )
-            .unwrap();
-        let r: Vec<f64> = r.into_iter().map(|d| d.as_float().unwrap()).collect();
-        assert_eq!(r, vec![1.0, 0.0, 1.0]);
-        let c: Vec<f32> = engine
-            .eval::<ScriptTensor>(
-                r#"
-                let rows = [#{ Puzzle: "3102200002100320", Solution: "3142243142131324" }];
-                cell_rewards([digit_ids("3142243142131324")], rows, 1)
-                "#,
-            )
-            .unwrap()
-            .t
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let want: Vec<f32> = "3102200002100320"
-            .chars()
-            .map(|ch| if ch == '0' { 1.0 } else { 0.0 })
-            .collect();
-        assert_eq!(c, want);
-        let t: Array = engine
-            .eval(r#"digit_texts(tensor([[1, 2, 10], [0, 4, 3]]))"#)
-            .unwrap();
-        assert_eq!(t[0].clone().into_string().unwrap(), "12.");
-        assert_eq!(t[1].clone().into_string().unwrap(), "043");
-        let nested: Array = engine.eval(r#"digit_ids(["12", "34"])"#).unwrap();
-        assert_eq!(nested.len(), 2);
-        let e = engine
-            .eval::<Array>(r#"cell_accuracy([[1, 2]], [#{ Puzzle: "1", Solution: "1" }], 2)"#)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("1 completions for 1 rows × group 2"), "{e}");
-        let e = engine
-            .eval::<Array>(r#"cell_accuracy([[1, 2]], [#{ puzzle: "1" }])"#)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("Solution"), "{e}");
-        let e = engine
-            .eval::<Array>(r#"char_ids(["12"], #{ alphabet: "0123456789", lenght: 3 })"#)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("char_ids") && e.contains("`lenght`") && e.contains("`length`"),
-            "{e}"
-        );
-    }
 }

@@ -8,7 +8,7 @@ use rhai::plugin::*;
 use rhai::Engine;
 
 use super::ScriptTensor;
-use crate::api::convert::{err, script_err, RResult};
+use crate::api::convert::{err, script_err, IntoScript, RResult};
 
 /// Ids of every parameter scripts created (via `param` or a trainable model), so gradient
 /// norms cover parameters only, not the intermediate tensors candle also keeps gradients for.
@@ -81,7 +81,7 @@ mod autograd_api {
     pub fn grad_of(g: &mut ScriptGrads, p: ScriptTensor) -> RResult<ScriptTensor> {
         match g.0.get(&p.t) {
             Some(t) => Ok(ScriptTensor::new(t.clone())),
-            None => p.t.zeros_like().map(ScriptTensor::new).map_err(script_err),
+            None => p.t.zeros_like().script(),
         }
     }
     /// Global L2 norm of the gradients of all parameters.

@@ -7,7 +7,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, FuncRegistration, Map};
 
 use super::{binary, dim, dims_str, reduce, scalar_like, tensors_of, unify, wrap, ScriptTensor};
-use crate::api::convert::{err, script_err, RResult};
+use crate::api::convert::{err, script_err, IntoScript, RResult};
 
 /// Registers the operator or comparison `$name` (candle op `$op` on two broadcast tensors) for
 /// `Tensor ∘ Tensor`, `Tensor ∘ f64` and `Tensor ∘ i64`, plus `f64 ∘ Tensor` and `i64 ∘ Tensor`
@@ -357,9 +357,7 @@ mod ops_api {
             .map_err(script_err)?;
         let x = x.broadcast_as(shape.clone()).map_err(script_err)?;
         let y = y.broadcast_as(shape).map_err(script_err)?;
-        m.where_cond(&x, &y)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        m.where_cond(&x, &y).script()
     }
 }
 

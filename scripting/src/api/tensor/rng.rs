@@ -9,7 +9,7 @@ use rhai::plugin::*;
 use rhai::{Array, Engine};
 
 use super::ScriptTensor;
-use crate::api::convert::{err, script_err, usize_list, RResult};
+use crate::api::convert::{err, script_err, usize_list, IntoScript, RResult};
 
 /// A seeded random generator owned by the script.
 #[derive(Clone)]
@@ -47,9 +47,7 @@ mod rng_api {
         let n: usize = s.iter().product();
         let mut r = g.rng.lock().map_err(script_err)?;
         let data: Vec<f32> = (0..n).map(|_| r.random::<f32>()).collect();
-        Tensor::from_vec(data, s, &Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        Tensor::from_vec(data, s, &Device::Cpu).script()
     }
     /// Standard normal f32 samples of `shape`, drawn on the host from this generator.
     #[rhai_fn(name = "randn", return_raw)]
@@ -60,9 +58,7 @@ mod rng_api {
         let data: Vec<f32> = (0..n)
             .map(|_| workbench_core::model::llada::normal(&mut *r) as f32)
             .collect();
-        Tensor::from_vec(data, s, &Device::Cpu)
-            .map(ScriptTensor::new)
-            .map_err(script_err)
+        Tensor::from_vec(data, s, &Device::Cpu).script()
     }
     /// A random integer in `lo..hi` from this generator.
     #[rhai_fn(name = "int", return_raw)]

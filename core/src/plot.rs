@@ -9,11 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::fsio::{write_atomic, write_atomic_with};
+use crate::train::runlog::{metric_names, moving_average, read_log, segments, Record};
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use workbench_core::fsio::{write_atomic, write_atomic_with};
-use workbench_core::train::runlog::{metric_names, moving_average, read_log, segments, Record};
 
 /// The embedded font (DejaVu Sans; license in assets/fonts/LICENSE-DejaVu.txt).
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");

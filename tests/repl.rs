@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use rhai::{Engine, FuncRegistration};
-use workbench_scripting::repl::{brackets_balanced, run_repl, LineSource, Repl, ReplControl};
+use workbench::repl::{brackets_balanced, run_repl, LineSource, Repl, ReplControl};
 
 /// A line source that hands out scripted lines, then EOF.
 struct VecSource {

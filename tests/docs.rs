@@ -1,7 +1,7 @@
 //! API reference generation from registration metadata.
 
 use rhai::{CustomType, Engine, FuncRegistration, TypeBuilder};
-use workbench_scripting::docs::{api_markdown, fn_kind, strip_doc_comments, undocumented, FnKind};
+use workbench::docs::{api_markdown, fn_kind, strip_doc_comments, undocumented, FnKind};
 
 #[derive(Debug, Clone)]
 struct Point {
