@@ -20,10 +20,10 @@ fn quickstart_runs_at_reduced_size_and_writes_results_and_plot() {
             "--set",
             "n_heads=2",
         ])
-        .args(["--set", "mlp_hidden_size=64", "--set", "train_pool=50"])
+        .args(["--set", "mlp_hidden_size=64", "--set", "train_size=50"])
         .args([
             "--set",
-            "eval_n=12",
+            "eval_rows=12",
             "--set",
             "sft_steps=3",
             "--set",
@@ -31,9 +31,9 @@ fn quickstart_runs_at_reduced_size_and_writes_results_and_plot() {
         ])
         .args([
             "--set",
-            "rl_steps=2",
+            "updates=2",
             "--set",
-            "prompts_per_step=3",
+            "batch_size=3",
             "--set",
             "group=2",
         ])
@@ -57,18 +57,31 @@ fn quickstart_runs_at_reduced_size_and_writes_results_and_plot() {
     }
     assert!(r["before"].as_f64().unwrap() <= 1.0 && r["after"].as_f64().unwrap() <= 1.0);
     assert_eq!(r["eval_puzzles"], 12);
-    assert_eq!(r["config"]["rl_steps"], 2);
+    assert_eq!(r["config"]["updates"], 2);
 
-    // The run log: 3 SFT records then 2 RL records with a reward in [0, 1].
-    let log = std::fs::read_to_string(out.join("run.jsonl")).unwrap();
-    let recs: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(recs.len(), 5, "{log}");
+    // The SFT log: 3 records; the RL run log (the trainer's): the step-0 record naming both
+    // data sets, then 2 RL records with a reward in [0, 1]; the final weights.
+    let records = |name: &str| -> Vec<serde_json::Value> {
+        let log = std::fs::read_to_string(out.join(name)).unwrap();
+        log.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert_eq!(records("sft.jsonl").len(), 3);
+    let recs = records("log.jsonl");
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    assert!(recs[0]["train_data"]
+        .as_str()
+        .unwrap()
+        .contains("generated 4x4 puzzles"));
+    assert!(recs[0]["eval_data"]
+        .as_str()
+        .unwrap()
+        .starts_with("12 generated"));
     let rewards: Vec<f64> = recs.iter().filter_map(|r| r["reward"].as_f64()).collect();
-    assert_eq!(rewards.len(), 2, "{log}");
-    assert!(rewards.iter().all(|r| (0.0..=1.0).contains(r)), "{log}");
+    assert_eq!(rewards.len(), 2, "{recs:?}");
+    assert!(rewards.iter().all(|r| (0.0..=1.0).contains(r)), "{recs:?}");
+    assert!(out.join("final").join("model.safetensors").exists());
 
     let png = std::fs::read(out.join("curves.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
@@ -133,12 +146,12 @@ fn tiny_quickstart(out: &std::path::Path, extra: &[&str]) -> (bool, String) {
         "n_layers=1",
         "n_heads=2",
         "mlp_hidden_size=32",
-        "train_pool=30",
-        "eval_n=4",
+        "train_size=30",
+        "eval_rows=4",
         "sft_steps=2",
         "sft_batch=4",
-        "rl_steps=2",
-        "prompts_per_step=2",
+        "updates=2",
+        "batch_size=2",
         "group=2",
         "steps=4",
         out_set.as_str(),
@@ -186,4 +199,28 @@ fn quickstart_runs_with_every_estimator_and_rejects_unknown_ones() {
     let (ok, text) = tiny_quickstart(&dir.path().join("bad3"), &["sft_objective=\"mle\""]);
     assert!(!ok);
     assert!(text.contains("--set sft_objective=mle"), "{text}");
+}
+
+#[test]
+fn quickstart_rl_phase_checkpoints_and_resumes_on_the_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a");
+    let (ok, text) = tiny_quickstart(&out, &["save_every=1"]);
+    assert!(ok, "{text}");
+    assert!(out.join("checkpoint-1").is_dir(), "{text}");
+    let ck = format!(
+        "resume_from={:?}",
+        out.join("checkpoint-1").display().to_string()
+    );
+    let (ok, text) = tiny_quickstart(&dir.path().join("b"), &[ck.as_str()]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("resumed from") && text.contains("at update 1"),
+        "{text}"
+    );
+    assert!(text.contains("at resume"), "{text}");
+    // a changed hyperparameter is refused by name
+    let (ok, text) = tiny_quickstart(&dir.path().join("c"), &[ck.as_str(), "lr=0.5"]);
+    assert!(!ok);
+    assert!(text.contains("lr"), "{text}");
 }

@@ -12,13 +12,13 @@ fn run(task: &str, out: &std::path::Path) {
         "n_layers=1".into(),
         "n_heads=2".into(),
         "mlp_hidden_size=32".into(),
-        "train_pool=40".into(),
-        "eval_n=6".into(),
+        "train_size=40".into(),
+        "eval_rows=6".into(),
         "sft_steps=2".into(),
         "sft_batch=4".into(),
         "updates=2".into(),
         "eval_every=1".into(),
-        "prompts_per_step=2".into(),
+        "batch_size=2".into(),
         "group=2".into(),
         "max_replace=1".into(),
         "steps=4".into(),
@@ -47,7 +47,7 @@ fn run(task: &str, out: &std::path::Path) {
         );
         let s = a["final_score"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&s), "{algo}: {s}");
-        assert!(dir.join(format!("{algo}.jsonl")).exists());
+        assert!(dir.join(algo).join("log.jsonl").exists());
         assert!(stdout.contains(&format!("| {algo} |")), "{stdout}");
     }
     assert!(dir.join("compare.png").exists());
