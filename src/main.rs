@@ -39,8 +39,11 @@ fn main() -> ExitCode {
     workbench_core::error_report::configure_backtraces();
     // Before any tensor op or thread: candle's pools read their sizes when they start.
     workbench_core::threads::configure(None);
+    // Freed tensor buffers are reused from the heap instead of page-faulted in again.
+    workbench_core::malloc::configure();
     let cli = Cli::parse();
-    let result = match cli.command {
+    // On a worker of the matmul pool (see `threads::run`).
+    let result = workbench_core::threads::run(move || match cli.command {
         Command::Info(args) => commands::info::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Repl(args) => commands::repl::run(&args),
@@ -49,7 +52,7 @@ fn main() -> ExitCode {
         Command::Score(args) => commands::score::run(&args),
         Command::Plot(args) => commands::plot::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -8,6 +8,7 @@ pub mod device;
 pub mod error_report;
 pub mod fsio;
 pub mod literal;
+pub mod malloc;
 pub mod model;
 pub mod ops;
 pub mod plot;

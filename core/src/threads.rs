@@ -82,6 +82,25 @@ pub fn policy() -> ThreadPolicy {
     })
 }
 
+/// Runs `f` on a worker of a rayon pool of [`policy`]`().compute` threads and returns its
+/// result. candle's CPU matmul hands every large product to rayon; called from a thread outside
+/// the pool (plain `main`), each call injects its jobs and puts the caller to sleep until the
+/// workers finish, three context switches per matmul (46k switches/s and 38% idle CPU on 2
+/// cores in a d1 step, slower than one thread). On a pool worker the caller takes part in its
+/// own matmul and the other worker steals the rest. The worker gets a 64 MiB stack (scripts
+/// recurse; the main thread had 8 MiB). Without a pool (build failure) `f` runs here.
+pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(policy().compute)
+        .stack_size(64 << 20)
+        .thread_name(|i| format!("workbench-{i}"))
+        .build();
+    match pool {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}
+
 /// Compute threads for the workbench's own parallel loops.
 pub fn num_threads() -> usize {
     policy().compute

@@ -112,20 +112,20 @@ pub struct Block {
     ff_proj: Linear,
     up_proj: Linear,
     ff_out: Linear,
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-    eps: f64,
+    pub(super) n_heads: usize,
+    pub(super) n_kv_heads: usize,
+    pub(super) head_dim: usize,
+    pub(super) eps: f64,
 }
 
 /// Per-forward inputs shared by all blocks: RoPE tables, the key-padding bias, whether adapters
 /// apply, and the dropout key of this pass (training mode only).
 #[derive(Clone)]
 pub(crate) struct Frame {
-    cos: Tensor,
-    sin: Tensor,
-    bias: Option<Tensor>,
-    adapters: bool,
+    pub(super) cos: Tensor,
+    pub(super) sin: Tensor,
+    pub(super) bias: Option<Tensor>,
+    pub(super) adapters: bool,
     dropout: Option<u64>,
 }
 
@@ -168,6 +168,10 @@ impl Block {
         frame: &Frame,
         layer: usize,
     ) -> candle_core::Result<Tensor> {
+        // Training forwards without adapters: five graph nodes and a hand-written backward.
+        if super::block_grad::applies(self, x, frame) {
+            return super::block_grad::forward(self, x, frame);
+        }
         Ok(self.forward_kv(x, frame, None, layer)?.0)
     }
 
@@ -185,7 +189,7 @@ impl Block {
     }
 
     /// The block's weights in [`BLOCK_TENSORS`] order.
-    fn tensors(&self) -> [&Tensor; 9] {
+    pub(super) fn tensors(&self) -> [&Tensor; 9] {
         [
             &self.attn_norm,
             &self.q_proj.weight,
@@ -278,7 +282,7 @@ fn splice(cached: &Tensor, fresh: &Tensor, start: usize) -> candle_core::Result<
 }
 
 /// Repeats key/value heads `n_rep` times so GQA checkpoints share the MHA code path.
-fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
+pub(super) fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
     if n_rep == 1 {
         return Ok(x.clone());
     }

@@ -2,6 +2,7 @@
 //! adapters and activation checkpointing.
 
 mod adapters;
+pub mod block_grad;
 pub mod config;
 pub mod hub;
 mod init;

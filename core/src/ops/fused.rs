@@ -148,6 +148,40 @@ fn same_dtype(a: &Tensor, b: &Tensor) -> bool {
     a.dtype() == b.dtype()
 }
 
+/// Input elements per task of a kernel's row loop. Fixed, not derived from the thread count,
+/// so the tasks (and the order of any per-task partial sums) are the same with one thread or
+/// many: results never depend on the thread count.
+const TASK_ELEMS: usize = 1 << 15;
+
+/// Rows per task for rows of `row_len` input elements.
+fn rows_per_task(row_len: usize) -> usize {
+    (TASK_ELEMS / row_len.max(1)).max(1)
+}
+
+/// Splits `out` into tasks of `rows` rows of `out_row` elements and runs `f(first_row, chunk)`
+/// on each, on the rayon pool when it has more than one thread (the program runs on a worker
+/// of it, `threads::run`), else in order here. Returns the tasks' results in order.
+fn row_tasks<U: Send, R: Send>(
+    out: &mut [U],
+    out_row: usize,
+    rows: usize,
+    f: impl Fn(usize, &mut [U]) -> R + Sync + Send,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    let chunk = (rows * out_row).max(1);
+    if rayon::current_num_threads() > 1 && out.len() > chunk {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, c)| f(i * rows, c))
+            .collect()
+    } else {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, c)| f(i * rows, c))
+            .collect()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // RMSNorm
 
@@ -189,11 +223,16 @@ impl CustomOp2 for RmsNorm {
             }
             let inv_n = T::from_f64(1.0 / d as f64);
             let eps = T::from_f64(self.eps);
-            let mut out = Vec::with_capacity(x.len());
-            for row in x.chunks_exact(d) {
-                let inv = inv_rms(row, inv_n, eps);
-                out.extend(row.iter().zip(w).map(|(&v, &wi)| (v * inv) * wi));
-            }
+            let mut out = vec![zero::<T>(); x.len()];
+            row_tasks(&mut out, d, rows_per_task(d), |r0, oc| {
+                for (i, orow) in oc.chunks_exact_mut(d).enumerate() {
+                    let row = &x[(r0 + i) * d..][..d];
+                    let inv = inv_rms(row, inv_n, eps);
+                    for ((o, &v), &wi) in orow.iter_mut().zip(row).zip(w) {
+                        *o = (v * inv) * wi;
+                    }
+                }
+            });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
         })
     }
@@ -205,14 +244,26 @@ impl CustomOp2 for RmsNorm {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let d = w.elem_count();
-        let n = x.elem_count() / d;
-        let g = grad.contiguous()?;
-        let both = x.apply_op3_no_bwd(w, &g, &RmsNormBwd { eps: self.eps })?;
-        let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dw = both.narrow(0, n, 1)?.reshape(w.shape())?;
+        let (dx, dw) = rms_norm_bwd(x, w, self.eps, grad)?;
         Ok((Some(dx), Some(dw)))
     }
+}
+
+/// The fused RMSNorm's gradients `(dx, dw)` for the input `x`, weight `w` and output
+/// gradient `grad` (CPU f32/f64, `x` contiguous), without recording anything.
+pub(crate) fn rms_norm_bwd(
+    x: &Tensor,
+    w: &Tensor,
+    eps: f64,
+    grad: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let d = w.elem_count();
+    let n = x.elem_count() / d;
+    let g = grad.contiguous()?;
+    let both = x.apply_op3_no_bwd(w, &g, &RmsNormBwd { eps })?;
+    let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
+    let dw = both.narrow(0, n, 1)?.reshape(w.shape())?;
+    Ok((dx, dw))
 }
 
 impl CustomOp3 for RmsNormBwd {
@@ -240,19 +291,30 @@ impl CustomOp3 for RmsNormBwd {
             let eps = T::from_f64(self.eps);
             let mut out = vec![zero::<T>(); (n + 1) * d];
             let (dx, dw) = out.split_at_mut(n * d);
-            let mut gw = vec![zero::<T>(); d];
-            for ((xr, gr), dxr) in x.chunks_exact(d).zip(g.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
-                let inv = inv_rms(xr, inv_n, eps);
-                let mut dot = zero::<T>();
-                for j in 0..d {
-                    let xh = xr[j] * inv;
-                    gw[j] = gr[j] * w[j];
-                    dot += gw[j] * xh;
-                    dw[j] += gr[j] * xh;
+            // dx row by row; dw as per-task partial sums, added in task order.
+            let partials = row_tasks(dx, d, rows_per_task(d), |r0, dxc| {
+                let mut gw = vec![zero::<T>(); d];
+                let mut dwp = vec![zero::<T>(); d];
+                for (i, dxr) in dxc.chunks_exact_mut(d).enumerate() {
+                    let (xr, gr) = (&x[(r0 + i) * d..][..d], &g[(r0 + i) * d..][..d]);
+                    let inv = inv_rms(xr, inv_n, eps);
+                    let mut dot = zero::<T>();
+                    for j in 0..d {
+                        let xh = xr[j] * inv;
+                        gw[j] = gr[j] * w[j];
+                        dot += gw[j] * xh;
+                        dwp[j] += gr[j] * xh;
+                    }
+                    let c = dot * inv_n;
+                    for j in 0..d {
+                        dxr[j] = inv * (gw[j] - (xr[j] * inv) * c);
+                    }
                 }
-                let c = dot * inv_n;
-                for j in 0..d {
-                    dxr[j] = inv * (gw[j] - (xr[j] * inv) * c);
+                dwp
+            });
+            for p in partials {
+                for (a, b) in dw.iter_mut().zip(p) {
+                    *a += b;
                 }
             }
             Ok((T::to_cpu_storage_owned(out), Shape::from((n + 1, d))))
@@ -323,23 +385,23 @@ impl CustomOp3 for Rope {
             let x = s1.as_slice::<T>()?;
             let cos = slice::<T>(s2, l2, self.name())?;
             let sin = slice::<T>(s3, l3, self.name())?;
-            let mut out = Vec::with_capacity(b * h * l * hd);
-            for bi in 0..b {
-                for hi in 0..h {
-                    for li in 0..l {
-                        let base = start + bi * st[0] + hi * st[1] + li * st[2];
-                        let t = (if per_batch { bi * l + li } else { li }) * hd;
-                        let (c, s) = (&cos[t..t + hd], &sin[t..t + hd]);
-                        let at = |i: usize| x[base + i * st[3]];
-                        for i in 0..half {
-                            out.push(at(i) * c[i] + (-at(i + half)) * s[i]);
-                        }
-                        for i in half..hd {
-                            out.push(at(i) * c[i] + at(i - half) * s[i]);
-                        }
+            let mut out = vec![zero::<T>(); b * h * l * hd];
+            row_tasks(&mut out, hd, rows_per_task(hd), |r0, oc| {
+                for (i, orow) in oc.chunks_exact_mut(hd).enumerate() {
+                    let r = r0 + i;
+                    let (bi, hi, li) = (r / (h * l), (r / l) % h, r % l);
+                    let base = start + bi * st[0] + hi * st[1] + li * st[2];
+                    let t = (if per_batch { bi * l + li } else { li }) * hd;
+                    let (c, s) = (&cos[t..t + hd], &sin[t..t + hd]);
+                    let at = |i: usize| x[base + i * st[3]];
+                    for i in 0..half {
+                        orow[i] = at(i) * c[i] + (-at(i + half)) * s[i];
+                    }
+                    for i in half..hd {
+                        orow[i] = at(i) * c[i] + at(i - half) * s[i];
                     }
                 }
-            }
+            });
             Ok((T::to_cpu_storage_owned(out), Shape::from((b, h, l, hd))))
         })
     }
@@ -353,9 +415,14 @@ impl CustomOp3 for Rope {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // The tables are constants of the forward (positions), never trained.
-        let dx = grad.contiguous()?.apply_op3_no_bwd(cos, sin, &RopeBwd)?;
-        Ok((Some(dx), None, None))
+        Ok((Some(rope_bwd(grad, cos, sin)?), None, None))
     }
+}
+
+/// The fused RoPE's input gradient for the output gradient `grad` [B, H, L, hd] and the
+/// tables of the forward in its dtype, contiguous (CPU f32/f64), without recording anything.
+pub(crate) fn rope_bwd(grad: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    grad.contiguous()?.apply_op3_no_bwd(cos, sin, &RopeBwd)
 }
 
 impl CustomOp3 for RopeBwd {
@@ -380,19 +447,23 @@ impl CustomOp3 for RopeBwd {
             let g = slice::<T>(s1, l1, self.name())?;
             let cos = slice::<T>(s2, l2, self.name())?;
             let sin = slice::<T>(s3, l3, self.name())?;
-            let mut out = Vec::with_capacity(g.len());
-            for (r, gr) in g.chunks_exact(hd).enumerate() {
-                let (bi, li) = (r / (h * l), r % l);
-                let t = (if per_batch { bi * l + li } else { li }) * hd;
-                let (c, s) = (&cos[t..t + hd], &sin[t..t + hd]);
-                // out_i = x_i c_i + r_i s_i with r = [-x2, x1].
-                for j in 0..half {
-                    out.push(gr[j] * c[j] + gr[j + half] * s[j + half]);
+            let mut out = vec![zero::<T>(); g.len()];
+            row_tasks(&mut out, hd, rows_per_task(hd), |r0, oc| {
+                for (i, orow) in oc.chunks_exact_mut(hd).enumerate() {
+                    let r = r0 + i;
+                    let gr = &g[r * hd..][..hd];
+                    let (bi, li) = (r / (h * l), r % l);
+                    let t = (if per_batch { bi * l + li } else { li }) * hd;
+                    let (c, s) = (&cos[t..t + hd], &sin[t..t + hd]);
+                    // out_i = x_i c_i + r_i s_i with r = [-x2, x1].
+                    for j in 0..half {
+                        orow[j] = gr[j] * c[j] + gr[j + half] * s[j + half];
+                    }
+                    for j in half..hd {
+                        orow[j] = gr[j] * c[j] - gr[j - half] * s[j - half];
+                    }
                 }
-                for j in half..hd {
-                    out.push(gr[j] * c[j] - gr[j - half] * s[j - half]);
-                }
-            }
+            });
             Ok((T::to_cpu_storage_owned(out), Shape::from((b, h, l, hd))))
         })
     }
@@ -406,9 +477,16 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     if !(supported(x) && x.rank() == 4) || cos.track_op() || sin.track_op() {
         return rope_composite(x, cos, sin);
     }
-    let cos = cos.to_dtype(x.dtype())?.contiguous()?;
-    let sin = sin.to_dtype(x.dtype())?.contiguous()?;
+    let (cos, sin) = rope_tables_for(x, cos, sin)?;
     x.apply_op3(&cos, &sin, Rope)
+}
+
+/// The RoPE tables in `x`'s dtype, contiguous, as the fused kernel reads them.
+pub(crate) fn rope_tables_for(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<(Tensor, Tensor)> {
+    Ok((
+        cos.to_dtype(x.dtype())?.contiguous()?,
+        sin.to_dtype(x.dtype())?.contiguous()?,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -439,11 +517,13 @@ impl CustomOp2 for SwiGlu {
         dispatch!(s1, self.name(), T => {
             let g = slice::<T>(s1, l1, self.name())?;
             let u = slice::<T>(s2, l2, self.name())?;
-            let out: Vec<T> = g
-                .iter()
-                .zip(u)
-                .map(|(&g, &u)| (g / (one::<T>() + (-g).exp_())) * u)
-                .collect();
+            let mut out = vec![zero::<T>(); g.len()];
+            row_tasks(&mut out, 1, TASK_ELEMS, |i0, oc| {
+                let (gc, uc) = (&g[i0..][..oc.len()], &u[i0..][..oc.len()]);
+                for ((o, &g), &u) in oc.iter_mut().zip(gc).zip(uc) {
+                    *o = (g / (one::<T>() + (-g).exp_())) * u;
+                }
+            });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
         })
     }
@@ -455,12 +535,19 @@ impl CustomOp2 for SwiGlu {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let n = gate.elem_count();
-        let both = gate.apply_op3_no_bwd(up, &grad.contiguous()?, &SwiGluBwd)?;
-        let dg = both.narrow(0, 0, n)?.reshape(gate.shape())?;
-        let du = both.narrow(0, n, n)?.reshape(up.shape())?;
+        let (dg, du) = swiglu_bwd(gate, up, grad)?;
         Ok((Some(dg), Some(du)))
     }
+}
+
+/// The fused SwiGLU's gradients `(d gate, d up)` (CPU f32/f64, contiguous inputs), without
+/// recording anything.
+pub(crate) fn swiglu_bwd(gate: &Tensor, up: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+    let n = gate.elem_count();
+    let both = gate.apply_op3_no_bwd(up, &grad.contiguous()?, &SwiGluBwd)?;
+    let dg = both.narrow(0, 0, n)?.reshape(gate.shape())?;
+    let du = both.narrow(0, n, n)?.reshape(up.shape())?;
+    Ok((dg, du))
 }
 
 impl CustomOp3 for SwiGluBwd {
@@ -485,12 +572,24 @@ impl CustomOp3 for SwiGluBwd {
             let n = g.len();
             let mut out = vec![zero::<T>(); 2 * n];
             let (dg, du) = out.split_at_mut(n);
-            for i in 0..n {
-                let e = one::<T>() + (-g[i]).exp_();
-                let sig = one::<T>() / e;
-                let silu = g[i] / e;
-                dg[i] = dy[i] * u[i] * (sig * (one::<T>() + g[i] * (one::<T>() - sig)));
-                du[i] = dy[i] * silu;
+            let task = |i0: usize, (dgc, duc): (&mut [T], &mut [T])| {
+                for (j, (a, b)) in dgc.iter_mut().zip(duc.iter_mut()).enumerate() {
+                    let i = i0 + j;
+                    let e = one::<T>() + (-g[i]).exp_();
+                    let sig = one::<T>() / e;
+                    let silu = g[i] / e;
+                    *a = dy[i] * u[i] * (sig * (one::<T>() + g[i] * (one::<T>() - sig)));
+                    *b = dy[i] * silu;
+                }
+            };
+            if rayon::current_num_threads() > 1 && n > TASK_ELEMS {
+                use rayon::prelude::*;
+                dg.par_chunks_mut(TASK_ELEMS)
+                    .zip(du.par_chunks_mut(TASK_ELEMS))
+                    .enumerate()
+                    .for_each(|(k, c)| task(k * TASK_ELEMS, c));
+            } else {
+                task(0, (dg, du));
             }
             Ok((T::to_cpu_storage_owned(out), Shape::from(2 * n)))
         })
@@ -545,20 +644,24 @@ impl CustomOp2 for AttnSoftmax {
             let bias = slice::<T>(s2, l2, self.name())?;
             let scale = T::from_f64(self.scale);
             let mut out = vec![zero::<T>(); s.len()];
-            for (r, (sr, or)) in s.chunks_exact(lk).zip(out.chunks_exact_mut(lk)).enumerate() {
-                let br = &bias[(r / (h * lq)) * lk..][..lk];
-                for ((o, &sv), &bv) in or.iter_mut().zip(sr).zip(br) {
-                    *o = sv * scale + bv;
+            row_tasks(&mut out, lk, rows_per_task(lk), |r0, oc| {
+                for (i, or) in oc.chunks_exact_mut(lk).enumerate() {
+                    let r = r0 + i;
+                    let sr = &s[r * lk..][..lk];
+                    let br = &bias[(r / (h * lq)) * lk..][..lk];
+                    for ((o, &sv), &bv) in or.iter_mut().zip(sr).zip(br) {
+                        *o = sv * scale + bv;
+                    }
+                    let m = row_max(or);
+                    for o in or.iter_mut() {
+                        *o = (*o - m).exp_();
+                    }
+                    let sum = row_sum(or);
+                    for o in or.iter_mut() {
+                        *o /= sum;
+                    }
                 }
-                let m = row_max(or);
-                for o in or.iter_mut() {
-                    *o = (*o - m).exp_();
-                }
-                let sum = row_sum(or);
-                for o in or.iter_mut() {
-                    *o /= sum;
-                }
-            }
+            });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
         })
     }
@@ -596,15 +699,18 @@ impl CustomOp2 for AttnSoftmaxBwd {
             let g = slice::<T>(s2, l2, self.name())?;
             let scale = T::from_f64(self.scale);
             let mut out = vec![zero::<T>(); p.len()];
-            for ((pr, gr), or) in p.chunks_exact(lk).zip(g.chunks_exact(lk)).zip(out.chunks_exact_mut(lk)) {
-                let mut dot = zero::<T>();
-                for j in 0..lk {
-                    dot += pr[j] * gr[j];
+            row_tasks(&mut out, lk, rows_per_task(lk), |r0, oc| {
+                for (i, or) in oc.chunks_exact_mut(lk).enumerate() {
+                    let (pr, gr) = (&p[(r0 + i) * lk..][..lk], &g[(r0 + i) * lk..][..lk]);
+                    let mut dot = zero::<T>();
+                    for j in 0..lk {
+                        dot += pr[j] * gr[j];
+                    }
+                    for j in 0..lk {
+                        or[j] = scale * pr[j] * (gr[j] - dot);
+                    }
                 }
-                for j in 0..lk {
-                    or[j] = scale * pr[j] * (gr[j] - dot);
-                }
-            }
+            });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
         })
     }
@@ -639,14 +745,33 @@ pub fn attention_softmax(scores: &Tensor, scale: f64, bias: Option<&Tensor>) -> 
 struct LogSoftmaxGather;
 struct LogSoftmaxGatherBwd;
 
-/// Row max and log-sum-exp of the shifted row, as the composite log-softmax computes them;
-/// `buf` (the row's length) receives the exponentials.
+/// Row max and log-sum-exp of the shifted row; `buf` (the row's length) receives the
+/// exponentials. The sum runs in eight lanes (a vocabulary row has no padding whose bits must
+/// stay out of the sum, unlike attention rows): a sequential 8192-term sum was ~6% of a d1
+/// training step, one add latency per term.
 fn max_lse<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
     let m = row_max(row);
     for (b, &v) in buf.iter_mut().zip(row) {
         *b = (v - m).exp_();
     }
-    (m, row_sum(buf).ln_())
+    (m, lane_sum(buf).ln_())
+}
+
+/// Sum of a row in eight independent lanes, combined pairwise at the end.
+fn lane_sum<T: Real>(row: &[T]) -> T {
+    let mut acc = [zero::<T>(); 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &v in rest {
+        s += v;
+    }
+    s
 }
 
 /// Maximum of a non-empty row, in eight independent lanes.
@@ -712,15 +837,16 @@ impl CustomOp2 for LogSoftmaxGather {
         let tg = targets(s2, l2, n, v)?;
         dispatch!(s1, self.name(), T => {
             let x = slice::<T>(s1, l1, self.name())?;
-            let mut buf = vec![zero::<T>(); v];
-            let out: Vec<T> = x
-                .chunks_exact(v)
-                .zip(&tg)
-                .map(|(row, &t)| {
+            let mut out = vec![zero::<T>(); n];
+            row_tasks(&mut out, 1, rows_per_task(v), |r0, oc| {
+                let mut buf = vec![zero::<T>(); v];
+                for (i, o) in oc.iter_mut().enumerate() {
+                    let row = &x[(r0 + i) * v..][..v];
+                    let t = tg[r0 + i];
                     let (m, lse) = max_lse(row, &mut buf);
-                    (row[t] - m) - lse
-                })
-                .collect();
+                    *o = (row[t] - m) - lse;
+                }
+            });
             Ok((T::to_cpu_storage_owned(out), Shape::from(n)))
         })
     }
@@ -765,15 +891,19 @@ impl CustomOp3 for LogSoftmaxGatherBwd {
                 bail!("fused-log-softmax-gather-bwd: {} gradients for {n} rows", g.len());
             }
             let mut out = vec![zero::<T>(); n * v];
-            for (((row, or), &t), &gi) in x.chunks_exact(v).zip(out.chunks_exact_mut(v)).zip(&tg).zip(g) {
-                let (_, lse) = max_lse(row, or);
-                // softmax = e^(x − m) / e^lse; the exponentials are already in `or`.
-                let inv = one::<T>() / lse.exp_();
-                for o in or.iter_mut() {
-                    *o = -(gi * (*o * inv));
+            row_tasks(&mut out, v, rows_per_task(v), |r0, oc| {
+                for (i, or) in oc.chunks_exact_mut(v).enumerate() {
+                    let r = r0 + i;
+                    let (row, t, gi) = (&x[r * v..][..v], tg[r], g[r]);
+                    let (_, lse) = max_lse(row, or);
+                    // softmax = e^(x − m) / e^lse; the exponentials are already in `or`.
+                    let inv = one::<T>() / lse.exp_();
+                    for o in or.iter_mut() {
+                        *o = -(gi * (*o * inv));
+                    }
+                    or[t] += gi;
                 }
-                or[t] += gi;
-            }
+            });
             Ok((T::to_cpu_storage_owned(out), Shape::from((n, v))))
         })
     }
@@ -844,15 +974,43 @@ impl CustomOp3 for Attention {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = grad.contiguous()?;
-        let p = &self.probs;
-        let dv = p.t()?.matmul(&g)?;
-        let dp = g.matmul(&self.v.t()?)?;
-        let ds = p.apply_op2_no_bwd(&dp, &AttnSoftmaxBwd { scale: self.scale })?;
-        let dq = ds.matmul(&self.k)?;
-        let dk = ds.t()?.matmul(&self.q)?;
+        let (dq, dk, dv) = attention_bwd(&self.q, &self.k, &self.v, &self.probs, self.scale, grad)?;
         Ok((Some(dq), Some(dk), Some(dv)))
     }
+}
+
+/// The fused attention's forward on detached contiguous q, k, v [B, H, L, hd] (keys repeated
+/// to the query heads): `(output, probabilities)`, recording nothing.
+pub(crate) fn attention_fwd(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    bias: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let probs = attention_softmax(&q.matmul(&k.t()?)?, scale, bias)?;
+    let out = probs.matmul(v)?;
+    Ok((out, probs))
+}
+
+/// The fused attention's gradients `(dq, dk, dv)` from the forward's contiguous q, k, v, its
+/// probabilities and the output gradient (`dV = Pᵀ dO`, `dS` from the softmax backward,
+/// `dQ = dS K`, `dK = dSᵀ Q`), recording nothing.
+pub(crate) fn attention_bwd(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    probs: &Tensor,
+    scale: f64,
+    grad: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let g = grad.contiguous()?;
+    let dv = probs.t()?.matmul(&g)?;
+    let dp = g.matmul(&v.t()?)?;
+    let ds = probs.apply_op2_no_bwd(&dp, &AttnSoftmaxBwd { scale })?;
+    let dq = ds.matmul(k)?;
+    let dk = ds.t()?.matmul(q)?;
+    Ok((dq, dk, dv))
 }
 
 /// Scaled dot-product attention `softmax(q kᵀ · scale + bias) v` with q [B, H, Lq, hd], k and
@@ -880,8 +1038,7 @@ pub fn attention(
         v.detach().contiguous()?,
     );
     let bias = bias.map(Tensor::detach);
-    let probs = attention_softmax(&qd.matmul(&kd.t()?)?, scale, bias.as_ref())?;
-    let out = probs.matmul(&vd)?;
+    let (out, probs) = attention_fwd(&qd, &kd, &vd, scale, bias.as_ref())?;
     q.apply_op3(
         k,
         v,
