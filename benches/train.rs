@@ -9,6 +9,7 @@
 //! one-off buffers such as the optimizer state are included in both).
 
 use candle_core::{Device, Tensor};
+use workbench_core::memstat;
 use workbench_core::model::{remat, Config, Llada, LoadOptions, LoraConfig};
 use workbench_core::train::estimators::logp_d1;
 use workbench_core::train::losses::{clipped_surrogate, reduce, RatioLevel, Reduction};
@@ -107,16 +108,11 @@ fn lora_d1_step(bencher: divan::Bencher, checkpointing: bool) {
 
 /// Peak resident set (KiB) while running `f`, or None where /proc does not support resetting it.
 fn peak_kib(f: impl FnOnce()) -> Option<u64> {
-    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    if !memstat::reset_peak() {
+        return None;
+    }
     f();
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    memstat::status_kib("VmHWM")
 }
 
 fn main() {

@@ -9,6 +9,7 @@ pub mod error_report;
 pub mod fsio;
 pub mod literal;
 pub mod malloc;
+pub mod memstat;
 pub mod model;
 pub mod ops;
 pub mod plot;

@@ -18,6 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use serde_json::{json, Value};
 use workbench_core::device::{default_dtype, parse_device, parse_dtype};
+use workbench_core::memstat;
 use workbench_core::model::{remat, Config, Llada, LoadOptions, LoraConfig};
 use workbench_core::sampler::{generate, generate_canvas, golden, GenerateOptions, SamplerConfig};
 use workbench_core::train::estimators::{logp_d1, logp_step};
@@ -122,33 +123,6 @@ fn forward_flops(cfg: &Config, rows: usize, len: usize, head_rows: usize) -> f64
     cfg.n_layers as f64 * (2.0 * per_token * tokens + attn) + head
 }
 
-/// Resident high-water mark in KiB, after resetting it (Linux), or None.
-fn reset_peak() -> Option<()> {
-    std::fs::write("/proc/self/clear_refs", "5").ok()
-}
-
-fn read_peak_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Device memory in use (MiB) on CUDA; None elsewhere.
 #[cfg(feature = "cuda")]
 fn device_used_mib(dev: &Device) -> Option<f64> {
@@ -199,8 +173,8 @@ fn time(args: &BenchArgs, dev: &Device, mut f: impl FnMut() -> Result<()>) -> Re
         f()?;
     }
     sync(dev)?;
-    let base = rss_kib();
-    let reset = dev.is_cpu() && reset_peak().is_some();
+    let base = memstat::status_kib("VmRSS");
+    let reset = dev.is_cpu() && memstat::reset_peak();
     let mut times = Vec::with_capacity(args.iters);
     for _ in 0..args.iters.max(1) {
         let t = Instant::now();
@@ -209,7 +183,7 @@ fn time(args: &BenchArgs, dev: &Device, mut f: impl FnMut() -> Result<()>) -> Re
         times.push(t.elapsed().as_secs_f64());
     }
     let peak_mib = if dev.is_cpu() {
-        match (reset, read_peak_kib(), base) {
+        match (reset, memstat::status_kib("VmHWM"), base) {
             (true, Some(p), Some(b)) => Some(p.saturating_sub(b) as f64 / 1024.0),
             _ => None,
         }
