@@ -16,7 +16,8 @@
 //!   Element-wise ops are memory-bound, so a second thread buys little even when it works.
 //!
 //! The policy: matmuls get `n` threads through rayon (default: the CPUs this process may run
-//! on), element-wise ops run on the calling thread (`CANDLE_NUM_THREADS=1`, so the barrier pool
+//! on; `main` runs the whole command on a worker of such a pool, [`run`], so a matmul's caller
+//! works on it instead of sleeping until it is done), element-wise ops run on the calling thread (`CANDLE_NUM_THREADS=1`, so the barrier pool
 //! has no workers and never spins). Explicit `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS` in the
 //! environment are respected. The workbench's own parallel loops (Gumbel noise, fused kernels)
 //! use [`num_threads`].
