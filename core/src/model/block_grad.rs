@@ -8,8 +8,8 @@
 //! activations its backward needs, and enters the graph as a chain of five nodes that carry the
 //! block's weights as arguments (candle custom ops take at most three):
 //!
-//! `y0 = Head(x, attn_norm, ff_norm)`, `y1 = Tie(y0, q, k)`, `y2 = Tie(y1, v, attn_out)`,
-//! `y3 = Tie(y2, ff_proj, up)`, `y = Last(y3, ff_out)`.
+//! `y0 = Carry(x, attn_norm, ff_norm)`, `y1 = Carry(y0, q, k)`, `y2 = Carry(y1, v, attn_out)`,
+//! `y3 = Carry(y2, ff_proj, up)`, `y = Last(y3, ff_out)`.
 //!
 //! Every `y_i` equals the block output (each node copies it), so ∂L/∂y reaches `Last` first,
 //! complete; `Last` computes the gradients of the input and of all nine weights at once (the
@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::llada::{Block, Frame};
 use crate::ops::fused;
@@ -143,11 +143,12 @@ pub(super) fn forward(block: &Block, x: &Tensor, frame: &Frame) -> Result<Tensor
         },
     });
     let x2d = x.reshape((b * l, d))?;
-    let node = |slots: [usize; 2]| Tie {
+    let node = |slots: [usize; 2]| Carry {
         chain: chain.clone(),
         slots,
+        first: slots == [0, 5],
     };
-    let y = x2d.apply_op3(weights[0], weights[5], Head(chain.clone()))?;
+    let y = x2d.apply_op3(weights[0], weights[5], node([0, 5]))?;
     let y = y.apply_op3(weights[1], weights[2], node([1, 2]))?;
     let y = y.apply_op3(weights[3], weights[4], node([3, 4]))?;
     let y = y.apply_op3(weights[6], weights[7], node([6, 7]))?;
@@ -220,59 +221,18 @@ impl Chain {
     }
 }
 
-/// The block output as a new storage (each node of the chain returns it).
-fn copy_out(t: &Tensor) -> Result<(CpuStorage, Shape)> {
-    let (st, l) = t.storage_and_layout();
-    match (&*st, l.contiguous_offsets()) {
-        (Storage::Cpu(cs), Some((0, end))) if end == t.elem_count() => {
-            Ok((cs.clone(), t.shape().clone()))
-        }
-        _ => bail!("fused block: expected a contiguous CPU output"),
-    }
-}
-
-/// First node: carries the input and the two norm weights.
-struct Head(Arc<Chain>);
-
-impl CustomOp3 for Head {
-    fn name(&self) -> &'static str {
-        "fused-block-head"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        copy_out(&self.0.saved.out)
-    }
-
-    fn bwd(
-        &self,
-        _: &Tensor,
-        _: &Tensor,
-        _: &Tensor,
-        _: &Tensor,
-        _: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = self.0.grads()?;
-        Ok((Some(g.dx.clone()), g.dw[0].clone(), g.dw[5].clone()))
-    }
-}
-
-/// Middle nodes: pass the output on and carry two weights.
-struct Tie {
+/// The first and middle nodes: each returns the block output and carries two weights (`slots`);
+/// the first also carries the input, whose gradient it hands on; the others pass the output
+/// gradient through.
+struct Carry {
     chain: Arc<Chain>,
     slots: [usize; 2],
+    first: bool,
 }
 
-impl CustomOp3 for Tie {
+impl CustomOp3 for Carry {
     fn name(&self) -> &'static str {
-        "fused-block-tie"
+        "fused-block-carry"
     }
 
     fn cpu_fwd(
@@ -284,7 +244,7 @@ impl CustomOp3 for Tie {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        copy_out(&self.chain.saved.out)
+        fused::hand_over(&self.chain.saved.out)
     }
 
     fn bwd(
@@ -297,7 +257,12 @@ impl CustomOp3 for Tie {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.chain.grads()?;
         let [a, b] = self.slots;
-        Ok((Some(grad.clone()), g.dw[a].clone(), g.dw[b].clone()))
+        let first = if self.first {
+            g.dx.clone()
+        } else {
+            grad.clone()
+        };
+        Ok((Some(first), g.dw[a].clone(), g.dw[b].clone()))
     }
 }
 
@@ -316,7 +281,7 @@ impl CustomOp2 for Last {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        copy_out(&self.0.saved.out)
+        fused::hand_over(&self.0.saved.out)
     }
 
     fn bwd(

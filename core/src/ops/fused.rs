@@ -15,7 +15,8 @@
 //! path that silently drops a gradient.
 
 use candle_core::{
-    bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D,
+    bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
+    WithDType, D,
 };
 
 use super::{rms_norm as rms_norm_composite, rope as rope_composite, softmax, upcast};
@@ -952,18 +953,14 @@ impl CustomOp3 for Attention {
     /// q, k, v, undetached, so that the graph records them).
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
+        _: &CpuStorage,
         _: &Layout,
         _: &CpuStorage,
         _: &Layout,
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let flat = self.out.flatten_all()?;
-        dispatch!(s1, self.name(), T => {
-            let v = flat.to_vec1::<T>()?;
-            Ok((T::to_cpu_storage_owned(v), self.out.shape().clone()))
-        })
+        hand_over(&self.out)
     }
 
     fn bwd(
@@ -976,6 +973,35 @@ impl CustomOp3 for Attention {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dq, dk, dv) = attention_bwd(&self.q, &self.k, &self.v, &self.probs, self.scale, grad)?;
         Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+/// A CPU tensor's values as a new storage with its shape: what a custom op whose output was
+/// computed before the op was applied (on detached inputs) returns from `cpu_fwd`.
+pub(crate) fn hand_over(t: &Tensor) -> Result<(CpuStorage, Shape)> {
+    {
+        let (st, l) = t.storage_and_layout();
+        if let (Storage::Cpu(cs), Some((0, end))) = (&*st, l.contiguous_offsets()) {
+            if end == t.elem_count() && cs_len(cs) == end {
+                return Ok((cs.clone(), t.shape().clone()));
+            }
+        }
+    }
+    let flat = t.flatten_all()?.to_device(&candle_core::Device::Cpu)?;
+    let out = match flat.dtype() {
+        DType::F32 => CpuStorage::F32(flat.to_vec1()?),
+        DType::F64 => CpuStorage::F64(flat.to_vec1()?),
+        other => bail!("hand_over: the fused kernels take f32 or f64, not {other:?}"),
+    };
+    Ok((out, t.shape().clone()))
+}
+
+/// Elements in a CPU storage of a float type the kernels take (0 for any other).
+fn cs_len(cs: &CpuStorage) -> usize {
+    match cs {
+        CpuStorage::F32(v) => v.len(),
+        CpuStorage::F64(v) => v.len(),
+        _ => 0,
     }
 }
 
