@@ -15,6 +15,7 @@ pub mod ops;
 pub mod plot;
 pub mod sampler;
 pub mod tasks;
+pub mod team;
 pub mod term;
 pub mod threads;
 pub mod tokenizer;

@@ -19,8 +19,9 @@
 //! on; `main` runs the whole command on a worker of such a pool, [`run`], so a matmul's caller
 //! works on it instead of sleeping until it is done), element-wise ops run on the calling thread (`CANDLE_NUM_THREADS=1`, so the barrier pool
 //! has no workers and never spins). Explicit `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS` in the
-//! environment are respected. The workbench's own parallel loops (Gumbel noise, fused kernels)
-//! use [`num_threads`].
+//! environment are respected. The workbench's own parallel loops (the split matmul
+//! [`crate::ops::matmul`], the fused kernels) run on the compute team ([`crate::team`]) of
+//! [`num_threads`] threads, whose helpers spin briefly between jobs instead of sleeping.
 
 use std::sync::OnceLock;
 

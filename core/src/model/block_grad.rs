@@ -23,6 +23,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 
 use super::llada::{Block, Frame};
 use crate::ops::fused;
+use crate::ops::matmul::{linear, matmul};
 
 /// The block's weights in `BLOCK_TENSORS` order: attn_norm, q, k, v, attn_out, ff_norm,
 /// ff_proj, up, ff_out.
@@ -101,9 +102,9 @@ pub(super) fn forward(block: &Block, x: &Tensor, frame: &Frame) -> Result<Tensor
     // The arithmetic of `Block::forward_kv` without a cache, op for op.
     let h = fused::rms_norm(&xd, &w[0], block.eps)?;
     let heads = |t: Tensor, n: usize| t.reshape((b, l, n, hd))?.transpose(1, 2);
-    let q = fused::rope(&heads(h.matmul(&w[1].t()?)?, nh)?, &cos, &sin)?;
-    let k = fused::rope(&heads(h.matmul(&w[2].t()?)?, nkv)?, &cos, &sin)?;
-    let v = heads(h.matmul(&w[3].t()?)?, nkv)?;
+    let q = fused::rope(&heads(linear(&h, &w[1])?, nh)?, &cos, &sin)?;
+    let k = fused::rope(&heads(linear(&h, &w[2])?, nkv)?, &cos, &sin)?;
+    let v = heads(linear(&h, &w[3])?, nkv)?;
     let k = super::llada::repeat_kv(&k, nh / nkv)?.contiguous()?;
     let v = super::llada::repeat_kv(&v, nh / nkv)?.contiguous()?;
     let q = q.contiguous()?;
@@ -111,12 +112,12 @@ pub(super) fn forward(block: &Block, x: &Tensor, frame: &Frame) -> Result<Tensor
     let bias = frame.bias.as_ref().map(Tensor::detach);
     let (o, probs) = fused::attention_fwd(&q, &k, &v, scale, bias.as_ref())?;
     let attn = o.transpose(1, 2)?.reshape((b * l, d))?;
-    let x2 = (&xd + attn.matmul(&w[4].t()?)?)?;
+    let x2 = (&xd + linear(&attn, &w[4])?)?;
     let m = fused::rms_norm(&x2, &w[5], block.eps)?;
-    let gate = m.matmul(&w[6].t()?)?;
-    let up = m.matmul(&w[7].t()?)?;
+    let gate = linear(&m, &w[6])?;
+    let up = linear(&m, &w[7])?;
     let s = fused::swiglu(&gate, &up)?;
-    let out = (&x2 + s.matmul(&w[8].t()?)?)?;
+    let out = (&x2 + linear(&s, &w[8])?)?;
     let chain = Arc::new(Chain {
         need: std::array::from_fn(|i| weights[i].track_op()),
         w,
@@ -165,7 +166,7 @@ impl Chain {
         let dw_of = |i: usize, dy: &Tensor, x: &Tensor| -> Result<Option<Tensor>> {
             // y = x Wᵀ: dW = dyᵀ x, [out, in].
             if self.need[i] {
-                Ok(Some(dy.t()?.matmul(x)?))
+                Ok(Some(matmul(&dy.t()?, x)?))
             } else {
                 Ok(None)
             }
@@ -173,17 +174,17 @@ impl Chain {
         let mut dw: [Option<Tensor>; N_WEIGHTS] = Default::default();
         // out = x2 + s W8ᵀ
         dw[8] = dw_of(8, &g, &s.s)?;
-        let ds = g.matmul(&w[8])?;
+        let ds = matmul(&g, &w[8])?;
         let (dgate, dup) = fused::swiglu_bwd(&s.gate, &s.up, &ds)?;
         dw[6] = dw_of(6, &dgate, &s.m)?;
         dw[7] = dw_of(7, &dup, &s.m)?;
-        let dm = (dgate.matmul(&w[6])? + dup.matmul(&w[7])?)?;
+        let dm = (matmul(&dgate, &w[6])? + matmul(&dup, &w[7])?)?;
         let (dx2_norm, dw5) = fused::rms_norm_bwd(&s.x2, &w[5], self.eps, &dm)?;
         dw[5] = self.need[5].then_some(dw5);
         let gx2 = (&g + dx2_norm)?;
         // x2 = x + attn W4ᵀ
         dw[4] = dw_of(4, &gx2, &s.attn)?;
-        let da = gx2.matmul(&w[4])?;
+        let da = matmul(&gx2, &w[4])?;
         let do4 = da.reshape((b, l, nh, hd))?.transpose(1, 2)?;
         let (dq, dk, dv) = fused::attention_bwd(&s.q, &s.k, &s.v, &s.probs, self.scale, &do4)?;
         // The GQA repeat's backward sums the copies of each key/value head.
@@ -201,7 +202,7 @@ impl Chain {
         dw[1] = dw_of(1, &dq, &s.h)?;
         dw[2] = dw_of(2, &dk, &s.h)?;
         dw[3] = dw_of(3, &dv, &s.h)?;
-        let dh = ((dq.matmul(&w[1])? + dk.matmul(&w[2])?)? + dv.matmul(&w[3])?)?;
+        let dh = ((matmul(&dq, &w[1])? + matmul(&dk, &w[2])?)? + matmul(&dv, &w[3])?)?;
         let (dx_norm, dw0) = fused::rms_norm_bwd(&s.x, &w[0], self.eps, &dh)?;
         dw[0] = self.need[0].then_some(dw0);
         let dx = (gx2 + dx_norm)?;

@@ -87,7 +87,7 @@ impl Linear {
         } else {
             x.reshape((rows, inner))?
         };
-        let mut y = flat.matmul(&self.weight.t()?)?;
+        let mut y = crate::ops::matmul::linear(&flat, &self.weight)?;
         if let (true, Some(ad)) = (adapters, &self.lora) {
             y = (y + ad.delta(&flat, dropout_key)?)?;
         }

@@ -287,8 +287,8 @@ impl Adapter {
             let mask = Tensor::from_vec(mask, h.dims(), h.device())?.to_dtype(dtype)?;
             h = (h * mask)?;
         }
-        let y = h.matmul(&self.a.as_tensor().t()?)?;
-        let y = (y.matmul(&self.b.as_tensor().t()?)? * self.scale)?;
+        let y = crate::ops::matmul::linear(&h, self.a.as_tensor())?;
+        let y = (crate::ops::matmul::linear(&y, self.b.as_tensor())? * self.scale)?;
         y.to_dtype(x.dtype())
     }
 

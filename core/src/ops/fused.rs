@@ -19,7 +19,9 @@ use candle_core::{
     WithDType, D,
 };
 
+use super::matmul::matmul;
 use super::{rms_norm as rms_norm_composite, rope as rope_composite, softmax, upcast};
+use std::sync::Mutex;
 
 /// Whether the fused kernels serve `t`: a CPU tensor in f32 or f64.
 pub fn supported(t: &Tensor) -> bool {
@@ -35,30 +37,38 @@ trait Real: WithDType {
 }
 
 impl Real for f32 {
+    #[inline(always)]
     fn exp_(self) -> Self {
         exp_f32(self)
     }
+    #[inline(always)]
     fn ln_(self) -> Self {
         self.ln()
     }
+    #[inline(always)]
     fn sqrt_(self) -> Self {
         self.sqrt()
     }
+    #[inline(always)]
     fn max_(self, other: Self) -> Self {
         self.max(other)
     }
 }
 
 impl Real for f64 {
+    #[inline(always)]
     fn exp_(self) -> Self {
         self.exp()
     }
+    #[inline(always)]
     fn ln_(self) -> Self {
         self.ln()
     }
+    #[inline(always)]
     fn sqrt_(self) -> Self {
         self.sqrt()
     }
+    #[inline(always)]
     fn max_(self, other: Self) -> Self {
         self.max(other)
     }
@@ -160,27 +170,19 @@ fn rows_per_task(row_len: usize) -> usize {
 }
 
 /// Splits `out` into tasks of `rows` rows of `out_row` elements and runs `f(first_row, chunk)`
-/// on each, on the rayon pool when it has more than one thread (the program runs on a worker
-/// of it, `threads::run`), else in order here. Returns the tasks' results in order.
+/// on each, on the compute team ([`crate::team`]). Returns the tasks' results in order.
 fn row_tasks<U: Send, R: Send>(
     out: &mut [U],
     out_row: usize,
     rows: usize,
     f: impl Fn(usize, &mut [U]) -> R + Sync + Send,
 ) -> Vec<R> {
-    use rayon::prelude::*;
     let chunk = (rows * out_row).max(1);
-    if rayon::current_num_threads() > 1 && out.len() > chunk {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .map(|(i, c)| f(i * rows, c))
-            .collect()
-    } else {
-        out.chunks_mut(chunk)
-            .enumerate()
-            .map(|(i, c)| f(i * rows, c))
-            .collect()
-    }
+    let chunks: Vec<Mutex<&mut [U]>> = out.chunks_mut(chunk).map(Mutex::new).collect();
+    crate::team::map(chunks.len(), &|i| {
+        let mut c = chunks[i].lock().unwrap_or_else(|p| p.into_inner());
+        f(i * rows, &mut c)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -583,15 +585,12 @@ impl CustomOp3 for SwiGluBwd {
                     *b = dy[i] * silu;
                 }
             };
-            if rayon::current_num_threads() > 1 && n > TASK_ELEMS {
-                use rayon::prelude::*;
-                dg.par_chunks_mut(TASK_ELEMS)
-                    .zip(du.par_chunks_mut(TASK_ELEMS))
-                    .enumerate()
-                    .for_each(|(k, c)| task(k * TASK_ELEMS, c));
-            } else {
-                task(0, (dg, du));
-            }
+            let pieces: Vec<_> = dg
+                .chunks_mut(TASK_ELEMS)
+                .zip(du.chunks_mut(TASK_ELEMS))
+                .enumerate()
+                .collect();
+            crate::team::for_each_item(pieces, &|(k, c)| task(k * TASK_ELEMS, c));
             Ok((T::to_cpu_storage_owned(out), Shape::from(2 * n)))
         })
     }
@@ -750,6 +749,7 @@ struct LogSoftmaxGatherBwd;
 /// exponentials. The sum runs in eight lanes (a vocabulary row has no padding whose bits must
 /// stay out of the sum, unlike attention rows): a sequential 8192-term sum was ~6% of a d1
 /// training step, one add latency per term.
+#[inline(always)]
 fn max_lse<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
     let m = row_max(row);
     for (b, &v) in buf.iter_mut().zip(row) {
@@ -759,6 +759,7 @@ fn max_lse<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
 }
 
 /// Sum of a row in eight independent lanes, combined pairwise at the end.
+#[inline(always)]
 fn lane_sum<T: Real>(row: &[T]) -> T {
     let mut acc = [zero::<T>(); 8];
     let chunks = row.chunks_exact(8);
@@ -776,6 +777,7 @@ fn lane_sum<T: Real>(row: &[T]) -> T {
 }
 
 /// Maximum of a non-empty row, in eight independent lanes.
+#[inline(always)]
 fn row_max<T: Real>(row: &[T]) -> T {
     let mut acc = [row[0]; 8];
     let chunks = row.chunks_exact(8);
@@ -795,6 +797,7 @@ fn row_max<T: Real>(row: &[T]) -> T {
 /// Sum of a row, left to right. Sequential on purpose: leading zeros (the probabilities of
 /// left-padded keys) then leave the sum bit for bit what it is without them, so a padded row
 /// gets exactly the numbers it gets alone.
+#[inline(always)]
 fn row_sum<T: Real>(row: &[T]) -> T {
     let mut s = zero::<T>();
     for &v in row {
@@ -932,7 +935,7 @@ pub fn log_softmax_gather(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 // Attention
 
 /// `softmax(q kᵀ · scale + bias) v` as one graph node. The forward runs on detached inputs
-/// (candle matmuls and [`AttnSoftmax`], recorded nowhere); the op keeps the probabilities
+/// ([`matmul`] and [`AttnSoftmax`], recorded nowhere); the op keeps the probabilities
 /// for its backward, so neither the [B, H, Lq, Lk] scores nor their gradients become graph
 /// edges of their own.
 struct Attention {
@@ -1014,8 +1017,8 @@ pub(crate) fn attention_fwd(
     scale: f64,
     bias: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    let probs = attention_softmax(&q.matmul(&k.t()?)?, scale, bias)?;
-    let out = probs.matmul(v)?;
+    let probs = attention_softmax(&matmul(q, &k.t()?)?, scale, bias)?;
+    let out = matmul(&probs, v)?;
     Ok((out, probs))
 }
 
@@ -1031,11 +1034,11 @@ pub(crate) fn attention_bwd(
     grad: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let g = grad.contiguous()?;
-    let dv = probs.t()?.matmul(&g)?;
-    let dp = g.matmul(&v.t()?)?;
+    let dv = matmul(&probs.t()?, &g)?;
+    let dp = matmul(&g, &v.t()?)?;
     let ds = probs.apply_op2_no_bwd(&dp, &AttnSoftmaxBwd { scale })?;
-    let dq = ds.matmul(k)?;
-    let dk = ds.t()?.matmul(q)?;
+    let dq = matmul(&ds, k)?;
+    let dk = matmul(&ds.t()?, q)?;
     Ok((dq, dk, dv))
 }
 

@@ -9,6 +9,7 @@
 //! those, which fall back to the compositions here off the CPU or outside f32/f64.
 
 pub mod fused;
+pub mod matmul;
 
 use candle_core::{DType, Result, Tensor, D};
 

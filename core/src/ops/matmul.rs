@@ -1,0 +1,229 @@
+//! Matrix products on CPU f32/f64 through gemm directly, split between the pool's workers.
+//!
+//! candle's CPU matmul zero-fills its output on the calling thread before gemm overwrites it
+//! (~7% of a d1 step), loops over a batch one product at a time, and hands each product to
+//! gemm's own threading, which at these shapes (a few hundred rows) scales 1.3-1.5x from one
+//! thread to two. Here the output is written once, and the products are cut into tasks along
+//! the batch and along the longer of the output's rows and columns, one gemm call per task on
+//! one thread each: measured 1.6-1.8x from one thread to two at the bench shapes.
+//!
+//! Each output element is the same k-ordered sum whatever the cut (gemm's k blocking depends on
+//! k alone), so results are bit for bit those of candle's matmul for any thread count and any
+//! batch size. The backward skips the gradient of an argument that tracks nothing (a frozen
+//! base weight under LoRA), where candle's computes both.
+
+// gemm's entry point is raw pointers and strides; the bounds are checked before each call
+// (`Operand::new`) and each task owns a disjoint block of the output.
+#![allow(unsafe_code)]
+
+use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+/// Below this many multiply-adds a product runs as one task (a pool hand-off costs more).
+const SERIAL_WORK: usize = 1 << 18;
+
+/// Smallest slice of the cut dimension a task gets.
+const MIN_SLICE: usize = 32;
+
+/// `a · b` for `a` [.., m, k] and `b` [.., k, n] with equal batch dims, differentiable in both
+/// (any strides: `w.t()` is not copied). On CPU f32/f64 the split gemm described in the module
+/// docs; elsewhere, and for shapes candle's matmul would reject, candle's matmul (and its
+/// error).
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !applies(a, b) {
+        return a.matmul(b);
+    }
+    a.apply_op2(b, MatMul)
+}
+
+/// `x · wᵀ` for a weight `w` [out, in] (a linear layer without bias).
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    matmul(x, &w.t()?)
+}
+
+fn applies(a: &Tensor, b: &Tensor) -> bool {
+    let (da, db) = (a.dims(), b.dims());
+    let r = da.len();
+    a.device().is_cpu()
+        && b.device().is_cpu()
+        && matches!(a.dtype(), DType::F32 | DType::F64)
+        && a.dtype() == b.dtype()
+        && r >= 2
+        && db.len() == r
+        && da[..r - 2] == db[..r - 2]
+        && da[r - 1] == db[r - 2]
+}
+
+struct MatMul;
+
+impl CustomOp2 for MatMul {
+    fn name(&self) -> &'static str {
+        "split-gemm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                let (v, s) = product(a, l1, b, l2)?;
+                Ok((CpuStorage::F32(v), s))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                let (v, s) = product(a, l1, b, l2)?;
+                Ok((CpuStorage::F64(v), s))
+            }
+            _ => bail!("split-gemm: f32 or f64 operands of one dtype expected"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.detach();
+        let ga = match a.track_op() {
+            true => Some(matmul(&g, &b.detach().t()?)?),
+            false => None,
+        };
+        let gb = match b.track_op() {
+            true => Some(matmul(&a.detach().t()?, &g)?),
+            false => None,
+        };
+        Ok((ga, gb))
+    }
+}
+
+/// A strided operand: the start of each batch item and the row and column strides.
+struct Operand {
+    starts: Vec<usize>,
+    rs: usize,
+    cs: usize,
+}
+
+impl Operand {
+    /// Checks that every element the product reads lies inside the storage.
+    fn new(l: &Layout, rows: usize, cols: usize, len: usize) -> Result<Operand> {
+        let (dims, strides) = (l.dims(), l.stride());
+        let r = dims.len();
+        let mut starts = vec![l.start_offset()];
+        for (&d, &s) in dims[..r - 2].iter().zip(&strides[..r - 2]) {
+            starts = starts
+                .iter()
+                .flat_map(|&o| (0..d).map(move |i| o + i * s))
+                .collect();
+        }
+        let (rs, cs) = (strides[r - 2], strides[r - 1]);
+        let reach = (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs;
+        if starts.iter().any(|&o| o + reach >= len.max(1)) && rows * cols > 0 {
+            bail!("split-gemm: layout {l:?} reaches past a storage of {len} elements");
+        }
+        Ok(Operand { starts, rs, cs })
+    }
+}
+
+/// The element types the product takes.
+trait Scalar: Copy + Send + Sync + 'static {
+    const ZERO: Self;
+    const ONE: Self;
+}
+
+impl Scalar for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+}
+
+impl Scalar for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+}
+
+/// The output pointer shared by the tasks, each of which writes its own disjoint block.
+#[derive(Clone, Copy)]
+struct Dst<T>(*mut T);
+// SAFETY: tasks write disjoint blocks of one allocation that outlives the parallel loop.
+unsafe impl<T> Send for Dst<T> {}
+unsafe impl<T> Sync for Dst<T> {}
+
+fn product<T: Scalar>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(Vec<T>, Shape)> {
+    let da = la.dims();
+    let r = da.len();
+    let (m, k, n) = (da[r - 2], da[r - 1], lb.dims()[r - 1]);
+    let lhs = Operand::new(la, m, k, a.len())?;
+    let rhs = Operand::new(lb, k, n, b.len())?;
+    let batch = lhs.starts.len();
+    let mut shape = da.to_vec();
+    shape[r - 1] = n;
+    let total = batch * m * n;
+    if k == 0 || total == 0 {
+        return Ok((vec![T::ZERO; total], Shape::from(shape)));
+    }
+    // Cut along the longer output side, into enough slices that every worker gets one.
+    let along_rows = m > n;
+    let side = if along_rows { m } else { n };
+    let workers = crate::team::size();
+    let slices = if batch * m * n * k < SERIAL_WORK || batch >= workers {
+        1
+    } else {
+        workers.div_ceil(batch).min(side.div_ceil(MIN_SLICE)).max(1)
+    };
+    let per = side.div_ceil(slices);
+    let mut out: Vec<T> = Vec::with_capacity(total);
+    let dst = Dst(out.as_mut_ptr());
+    let task = |t: usize| {
+        let (i, s) = (t / slices, t % slices);
+        let lo = s * per;
+        let len = per.min(side.saturating_sub(lo));
+        if len == 0 {
+            return;
+        }
+        let (rows, cols) = if along_rows { (len, n) } else { (m, len) };
+        let (a_at, b_at, d_at) = if along_rows {
+            (
+                lhs.starts[i] + lo * lhs.rs,
+                rhs.starts[i],
+                i * m * n + lo * n,
+            )
+        } else {
+            (lhs.starts[i], rhs.starts[i] + lo * rhs.cs, i * m * n + lo)
+        };
+        let d = dst;
+        // SAFETY: `Operand::new` bounds every read; each task writes rows (or columns)
+        // [lo, lo + len) of batch item i only, inside the `total` reserved elements.
+        unsafe {
+            gemm::gemm(
+                rows,
+                cols,
+                k,
+                d.0.add(d_at),
+                1,
+                n as isize,
+                false,
+                a.as_ptr().add(a_at),
+                lhs.cs as isize,
+                lhs.rs as isize,
+                b.as_ptr().add(b_at),
+                rhs.cs as isize,
+                rhs.rs as isize,
+                T::ZERO,
+                T::ONE,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    };
+    let tasks = batch * slices;
+    crate::team::for_each(tasks, &task);
+    // SAFETY: the tasks above wrote every one of the `total` elements (each batch item's
+    // slices cover [0, side) along the cut, the whole other side, with read_dst off).
+    unsafe { out.set_len(total) };
+    Ok((out, Shape::from(shape)))
+}
