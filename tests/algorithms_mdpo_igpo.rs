@@ -98,6 +98,34 @@ fn mdpo_trains_two_updates_with_finite_loss() {
 }
 
 #[test]
+fn mdpo_defaults_to_the_math_verify_judge() {
+    // No `task`: the release's math-verify reward, `math500:verify`, judges every step's x̂0.
+    let mut sets = TINY.to_vec();
+    sets.retain(|s| !s.starts_with("updates="));
+    sets.extend([
+        "updates=1",
+        "data=data/math500_test.jsonl",
+        "allow_test_data=true",
+        "group=2",
+        "sample_train_steps=2",
+    ]);
+    let (out, dir) = run("scripts/mdpo.rhai", &sets);
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("run/log.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["task"], "math500:verify", "{out}");
+    let recs = log(&dir);
+    assert_eq!(recs.len(), 1, "{out}");
+    assert_eq!(recs[0]["steps_recorded"], 8);
+    assert!(recs[0]["reward_any_step"].as_f64().unwrap().is_finite());
+}
+
+#[test]
 fn mdpo_filter_writes_jsonl() {
     let (out, dir) = run(
         "scripts/tools/mdpo_filter.rhai",

@@ -1,6 +1,7 @@
 //! Every runnable script under `scripts/` (the sampler demos aside) refuses a misspelt
 //! `--set` key by name before doing any work, and no training script trains on a shipped test
-//! set unless `allow_test_data=true` (which the run log then says).
+//! set unless `allow_test_data=true` (which the run log then says). The shared `lora_targets`
+//! key chooses the adapted layers (and refuses unknown ones by name).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -145,4 +146,146 @@ fn tasks_without_a_training_split_need_data_and_name_the_reference_sets() {
             "{script} {task}: {err}"
         );
     }
+}
+
+/// The LoRA target layers of a finished run: `target_modules` of `<out>/final/adapter_config.json`
+/// and the layer names of the saved `lora_A` tensors (`...blocks.{i}.{layer}.lora_A.weight`).
+fn adapted(out: &Path) -> (Vec<String>, Vec<String>) {
+    let conf: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("final/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    let modules = conf["target_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let bytes = std::fs::read(out.join("final/adapter_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut layers: Vec<String> = st
+        .names()
+        .iter()
+        .filter_map(|n| n.strip_suffix(".lora_A.weight"))
+        .map(|n| n.rsplit('.').next().unwrap().to_string())
+        .collect();
+    layers.sort();
+    layers.dedup();
+    (modules, layers)
+}
+
+/// One tiny update of `script` with LoRA rank 2 and `extra` settings, on the fixture model.
+fn tiny_lora_run(script: &str, extra: &[&str], out: &Path) -> (bool, String, String) {
+    let o = format!("out={:?}", out.display().to_string());
+    let mut sets = vec![
+        "updates=1",
+        "batch_size=1",
+        "lora_r=2",
+        "lora_alpha=4",
+        o.as_str(),
+    ];
+    if script == "sft" {
+        sets.extend(["prompt_field=question", "answer_length=8"]);
+    } else {
+        sets.extend([
+            "task=gsm8k",
+            "data=data/gsm8k_test.jsonl",
+            "allow_test_data=true",
+            "reward=length",
+            "group=2",
+            "gen_length=8",
+            "block_length=8",
+            "steps=4",
+            "mu=1",
+            "eval_every=0",
+        ]);
+    }
+    sets.extend_from_slice(extra);
+    run(&Path::new("scripts").join(format!("{script}.rhai")), &sets)
+}
+
+#[test]
+fn lora_targets_choose_the_adapted_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pairs.jsonl");
+    std::fs::write(
+        &data,
+        "{\"question\": \"What is 1 plus 1?\", \"answer\": \"It is 2.\"}\n",
+    )
+    .unwrap();
+    let data_set = format!("data={:?}", data.display().to_string());
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for (i, (script, extra, layers)) in [
+        // The references' default (PEFT's seven names resolve to these four in LLaDA).
+        (
+            "diffu_grpo",
+            vec![],
+            names(&["k_proj", "q_proj", "up_proj", "v_proj"]),
+        ),
+        (
+            "diffu_grpo",
+            vec!["lora_targets=[\"q_proj\"]"],
+            names(&["q_proj"]),
+        ),
+        (
+            "diffu_grpo",
+            vec!["lora_targets=[\"all\"]"],
+            names(&[
+                "attn_out", "ff_out", "ff_proj", "k_proj", "q_proj", "up_proj", "v_proj",
+            ]),
+        ),
+        // d1's SFT adapts q, k, v (SFT/sft_train.py:71).
+        (
+            "sft",
+            vec![data_set.as_str()],
+            names(&["k_proj", "q_proj", "v_proj"]),
+        ),
+        (
+            "sft",
+            vec![data_set.as_str(), "lora_targets=[\"v_proj\", \"ff_out\"]"],
+            names(&["ff_out", "v_proj"]),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = dir.path().join(format!("run{i}"));
+        let (ok, stdout, stderr) = tiny_lora_run(script, &extra, &out);
+        assert!(ok, "{script} {extra:?}:\n{stdout}\n{stderr}");
+        let (modules, saved) = adapted(&out);
+        assert_eq!(saved, layers, "{script} {extra:?}: saved adapters");
+        // target_modules names exactly these layers (ff_out by its per-block full name).
+        let mut short: Vec<String> = modules
+            .iter()
+            .map(|m| m.rsplit('.').next().unwrap().to_string())
+            .collect();
+        short.sort();
+        short.dedup();
+        assert_eq!(short, layers, "{script} {extra:?}: {modules:?}");
+        assert!(!modules.iter().any(|m| m == "ff_out"), "{modules:?}");
+    }
+}
+
+#[test]
+fn bad_lora_targets_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // o_proj is PEFT's name for a layer LLaDA calls attn_out.
+    let (ok, _, err) = tiny_lora_run(
+        "diffu_grpo",
+        &["lora_targets=[\"q_proj\", \"o_proj\"]"],
+        &out,
+    );
+    assert!(!ok, "an unknown layer was accepted");
+    assert!(
+        err.contains("--set lora_targets=") && err.contains("unknown layer o_proj"),
+        "{err}"
+    );
+    assert!(err.contains("attn_out") && err.contains("all"), "{err}");
+    let (ok, _, err) = tiny_lora_run("diffu_grpo", &["lora_targets=[]"], &out);
+    assert!(!ok && err.contains("--set lora_targets="), "{err}");
+    // A bare string is a type change on the command line (the array form is `["all"]`).
+    let (ok, _, err) = tiny_lora_run("diffu_grpo", &["lora_targets=all"], &out);
+    assert!(!ok && err.contains("--set lora_targets"), "{err}");
+    assert!(!out.join("final").exists());
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
+use workbench_core::model::lora::{REFERENCE_TARGETS, TARGETS};
 use workbench_core::model::LoraConfig;
 
 use super::convert::{options, script_err, RResult};
@@ -25,6 +26,23 @@ mod adapters_api {
         let cfg: LoraConfig = options("add_lora", opts)?;
         let model = m.model.add_lora(&cfg).map_err(script_err)?;
         Ok(m.derived(model))
+    }
+    /// The linear layers of a LLaDA block that can carry a LoRA adapter, in block order (the
+    /// names `add_lora`'s `targets` accepts): q_proj k_proj v_proj attn_out ff_proj up_proj ff_out.
+    pub fn lora_layers() -> Array {
+        TARGETS
+            .iter()
+            .map(|t| Dynamic::from(t.to_string()))
+            .collect()
+    }
+    /// `add_lora`'s default targets, q_proj k_proj v_proj up_proj: the reference trainers (d1,
+    /// IGPO, CJ-GRPO, MDPO) list PEFT's `q_proj k_proj v_proj o_proj up_proj down_proj gate_proj`,
+    /// of which only these four exist in LLaDA.
+    pub fn lora_default_targets() -> Array {
+        REFERENCE_TARGETS
+            .iter()
+            .map(|t| Dynamic::from(t.to_string()))
+            .collect()
     }
     /// Saves the adapters in PEFT's layout (`adapter_config.json`, `adapter_model.safetensors`)
     /// under `dir`, loadable with Python's `PeftModel.from_pretrained`.
