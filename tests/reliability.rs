@@ -191,6 +191,17 @@ fn broken_weights_and_configs_are_refused_by_name() {
     let err = text(&gen(&m).stderr);
     assert!(err.contains("rms_norm_eps"), "{err}");
 
+    // A truncated weights file: the path is said once (candle attaches it too).
+    let m = tiny_copy(&dir.path().join("cut"));
+    let st = m.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..5000]).unwrap();
+    let o = run(&["info", m.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot read safetensors file"), "{err}");
+    assert_eq!(err.matches("model.safetensors").count(), 1, "{err}");
+
     let m = tiny_copy(&dir.path().join("layers"));
     edit_config(&m, "n_layers", serde_json::json!(3));
     let o = run(&["info", m.to_str().unwrap()]);
