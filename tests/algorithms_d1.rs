@@ -285,6 +285,12 @@ fn resume_refuses_a_changed_hyperparameter_unless_forced() {
     assert!(!ok, "resumed with another lr:\n{so}");
     assert!(se.contains("lr: ") && se.contains("→ 0.0001"), "{se}");
     assert!(se.contains("resume_force=true"), "{se}");
+    // The refusal points at the line inside the stdlib trainer, then the call that led there.
+    assert!(se.contains("error: stdlib/trainer.rhai:"), "{se}");
+    assert!(
+        se.contains("in call to function 'start' at scripts/diffu_grpo.rhai:"),
+        "{se}"
+    );
     let (ok, so, se) = go(&["updates=2", &ckpt, "lr=1e-4", "resume_force=true"]);
     assert!(ok, "{so}{se}");
     assert!(so.contains("resumed from") && so.contains("lr:"), "{so}");

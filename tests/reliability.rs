@@ -191,6 +191,17 @@ fn broken_weights_and_configs_are_refused_by_name() {
     let err = text(&gen(&m).stderr);
     assert!(err.contains("rms_norm_eps"), "{err}");
 
+    // A truncated weights file: the path is said once (candle attaches it too).
+    let m = tiny_copy(&dir.path().join("cut"));
+    let st = m.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..5000]).unwrap();
+    let o = run(&["info", m.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot read safetensors file"), "{err}");
+    assert_eq!(err.matches("model.safetensors").count(), 1, "{err}");
+
     let m = tiny_copy(&dir.path().join("layers"));
     edit_config(&m, "n_layers", serde_json::json!(3));
     let o = run(&["info", m.to_str().unwrap()]);
@@ -262,11 +273,11 @@ fn out_of_vocabulary_ids_cost_only_their_line() {
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(
-        err.contains("req.jsonl:2: skipped: prompt token id 5000"),
+        err.contains("req.jsonl:2: skipped: prompt: token id 5000 at position 0 is outside the vocabulary (0..1000)"),
         "{err}"
     );
     assert!(
-        err.contains("req.jsonl:3: skipped: prompt token id 4294967295"),
+        err.contains("req.jsonl:3: skipped: prompt: token id 4294967295 at position 0"),
         "{err}"
     );
     let lines = std::fs::read_to_string(&out).unwrap();
@@ -331,6 +342,93 @@ fn script_errors_have_no_backtrace_and_one_location() {
 }
 
 #[test]
+fn an_error_inside_a_function_points_at_the_line_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("nest.rhai");
+    std::fs::write(
+        &script,
+        "fn f(x) {\n    foo(x)\n}\nfn g(x) { f(x) }\nlet c = |x| g(x);\nc.call(1);\n",
+    )
+    .unwrap();
+    let o = run(&["run", script.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    let file = script.display().to_string();
+    // The innermost spot first, with its source line and caret, then the calls, innermost first.
+    assert!(
+        err.contains(&format!(
+            "{file}:2:5: Function not found: foo (i64)\n 2 |     foo(x)\n"
+        )),
+        "{err}"
+    );
+    let f = err
+        .find(&format!("in call to function 'f' at {file}:4:11"))
+        .expect(&err);
+    let g = err
+        .find(&format!("in call to function 'g' at {file}:5:13"))
+        .expect(&err);
+    assert!(f < g, "{err}");
+    assert!(
+        err.contains(&format!("in closure call at {file}:6:3")),
+        "{err}"
+    );
+    assert!(!err.contains(" @ '") && !err.contains("(line "), "{err}");
+
+    // An error raised inside an imported module's function names that module's file.
+    std::fs::write(
+        dir.path().join("helper.rhai"),
+        "fn boom() {\n  throw \"kaput\";\n}\n",
+    )
+    .unwrap();
+    std::fs::write(&script, "import \"helper\" as h;\nh::boom();\n").unwrap();
+    let o = run(&["run", script.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    let helper = dir.path().join("helper.rhai").display().to_string();
+    assert!(
+        err.contains(&format!("{helper}:2:3: Runtime error: kaput")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("in call to function 'boom' at {file}:2:")),
+        "{err}"
+    );
+}
+
+#[test]
+fn rhai_bindings_refuse_out_of_vocabulary_ids_by_row_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ids.rhai");
+    std::fs::write(
+        &script,
+        format!(
+            "let m = load_model({:?});\n\
+             let o = #{{gen_length: 8, steps: 4, block_length: 8}};\n\
+             try {{ forward(m, [[5, 6, 7], [5, 6, 5000]]); }} catch (e) {{ print(`forward: ${{e}}`); }}\n\
+             try {{ forward(m, [[5, 6, 4294967295]]); }} catch (e) {{ print(`forward max: ${{e}}`); }}\n\
+             try {{ forward(m, [[5, -1]]); }} catch (e) {{ print(`forward neg: ${{e}}`); }}\n\
+             try {{ generate(m, [[5, 6, 4294967295]], o); }} catch (e) {{ print(`generate: ${{e}}`); }}\n\
+             try {{ generate(m, [[5], [6, 5000]], o); }} catch (e) {{ print(`generate 2: ${{e}}`); }}\n\
+             print(`ok ${{generate(m, [[5, 6, 7]], o).completion_ids.shape}}`);\n",
+            fixture("llada-tiny").display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = run(&["run", script.to_str().unwrap()]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}{out}", text(&o.stderr));
+    for want in [
+        "forward: row 1: token id 5000 at position 2 is outside the vocabulary (0..1000)",
+        "forward max: row 0: token id 4294967295 at position 2 is outside the vocabulary (0..1000)",
+        "forward neg: row 0: token id -1 at position 1 is outside the vocabulary (0..1000)",
+        "generate: generate: prompt 0: token id 4294967295 at position 2 is outside the vocabulary (0..1000)",
+        "generate 2: generate: prompt 1: token id 5000 at position 1 is outside the vocabulary (0..1000)",
+        "ok [1, 8]",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in:\n{out}");
+    }
+}
+
+#[test]
 fn exit_sets_the_status_and_set_values_are_never_evaluated() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("exit.rhai");
@@ -342,6 +440,28 @@ fn exit_sets_the_status_and_set_values_are_never_evaluated() {
     let o = run(&["run", script.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "bye\n");
+    // A status outside 0..=255, or not an integer, is an error naming it (status 1), never a
+    // silent 0 (or a clamped 255).
+    for (arg, shown) in [
+        ("-1", "exit(-1)"),
+        ("300", "exit(300)"),
+        ("\"x\"", "exit(\"x\")"),
+        ("2.5", "exit(2.5)"),
+    ] {
+        std::fs::write(&script, format!("exit({arg});\nprint(\"not reached\");\n")).unwrap();
+        let o = run(&["run", script.to_str().unwrap()]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "exit({arg}): {err}");
+        assert!(
+            err.contains(shown) && err.contains("0..=255") && err.contains("exit.rhai:1:"),
+            "{err}"
+        );
+        assert!(text(&o.stdout).is_empty());
+    }
+    std::fs::write(&script, "exit(0);\nprint(\"not reached\");\n").unwrap();
+    let o = run(&["run", script.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).is_empty());
 
     let script = dir.path().join("cfg.rhai");
     std::fs::write(
@@ -397,9 +517,10 @@ fn without_a_terminal_progress_is_plain_lines() {
     assert!(err.contains("loss 0.5000") && err.contains("eta"), "{err}");
 }
 
+/// Runs `generate` over 400 requests into `out.jsonl`, sends `signal` (`INT`, `TERM`) once
+/// results are on disk, and checks that the finished ones were kept and counted.
 #[cfg(unix)]
-#[test]
-fn interrupted_generate_keeps_its_finished_results() {
+fn interrupted_generate_keeps_its_finished_results_on(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("req.jsonl");
     let body: String = (0..400)
@@ -447,7 +568,7 @@ fn interrupted_generate_keeps_its_finished_results() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -460,6 +581,81 @@ fn interrupted_generate_keeps_its_finished_results() {
         err.contains(&format!("stopped after {kept} of 400 generations")),
         "{err}"
     );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let cause = if signal == "TERM" {
+        "SIGTERM"
+    } else {
+        "Ctrl-C"
+    };
+    assert!(err.contains(&format!("cancelled ({cause})")), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn interrupted_generate_keeps_its_finished_results() {
+    interrupted_generate_keeps_its_finished_results_on("INT");
+}
+
+/// Slurm's time limit and `scancel` send SIGTERM: handled like Ctrl-C.
+#[cfg(unix)]
+#[test]
+fn sigterm_on_generate_keeps_its_finished_results() {
+    interrupted_generate_keeps_its_finished_results_on("TERM");
+}
+
+/// A run killed outright leaves `.out.jsonl.PID.partial`; the next run writing the file says
+/// so, keeps it while it works and removes it when its own results replace the file. The
+/// partial of a live process is never touched.
+#[cfg(unix)]
+#[test]
+fn partial_results_of_a_killed_run_are_reported_then_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("req.jsonl");
+    std::fs::write(&input, "{\"id\": 0, \"prompt_ids\": [5, 6, 7]}\n").unwrap();
+    let out = dir.path().join("out.jsonl");
+    // A pid that is gone: a child that has exited and been reaped.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = dir.path().join(format!(".out.jsonl.{dead}.partial"));
+    std::fs::write(&stale, "{\"id\": 7}\n{\"id\": 8}\n").unwrap();
+    let live = dir
+        .path()
+        .join(format!(".out.jsonl.{}.partial", std::process::id()));
+    std::fs::write(&live, "{\"id\": 9}\n").unwrap();
+    let o = run(&[
+        "generate",
+        "--model",
+        fixture("llada-tiny").to_str().unwrap(),
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--gen-length",
+        "8",
+        "--steps",
+        "4",
+        "--block-length",
+        "8",
+    ]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            ".out.jsonl.{dead}.partial holds 2 result line(s) of an interrupted run (process \
+             {dead} is gone)"
+        )),
+        "{err}"
+    );
+    assert!(!stale.exists(), "the stale partial was not removed");
+    assert!(live.exists(), "a live process's partial was removed");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1);
 }
 
 #[cfg(unix)]
@@ -524,7 +720,10 @@ fn plots_leave_gaps_at_nan_survive_extremes_and_refuse_text_steps() {
     std::fs::write(
         &log,
         "{\"step\": 1, \"loss\": 1.0}\n{\"step\": 2, \"loss\": null}\n{\"step\": 3, \"loss\": 2.0}\n\
-         {\"step\": 4, \"loss\": 1.7e308}\n{\"step\": 5, \"loss\": -1.7e308}\n",
+         {\"step\": 4, \"loss\": 1.7e308}\n{\"step\": 5, \"loss\": -1.7e308}\n\
+         {\"step\": 6, \"loss\": 1.8e308}\n{\"step\": 7, \"loss\": NaN}\n\
+         {\"step\": 8, \"loss\": Infinity}\n{\"step\": 9, \"loss\": -Infinity}\n\
+         {\"step\": 10, \"loss\": 3.0}\n",
     )
     .unwrap();
     let png = dir.path().join("a.png");
@@ -542,15 +741,20 @@ fn plots_leave_gaps_at_nan_survive_extremes_and_refuse_text_steps() {
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            panic!("plot hangs on 1.7e308");
+            panic!("plot hangs on extreme values");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let o = child.wait_with_output().unwrap();
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
+    // null, 1.8e308 (beyond f64), NaN, Infinity and -Infinity: five gaps, no line refused.
     assert!(
-        err.contains("1 null/non-finite value(s), drawn as gaps"),
+        err.contains("5 null/non-finite value(s), drawn as gaps"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("malformed") && !err.contains("skipped"),
         "{err}"
     );
     assert!(png.is_file());
@@ -615,4 +819,201 @@ fn eval_with_a_hub_repo_id_hashes_the_resolved_folder() {
     );
     assert_eq!(rec["model_config_hash"].as_str().unwrap().len(), 16);
     assert_eq!(rec["results"].as_array().unwrap().len(), 1);
+}
+
+fn generate_args(model: &Path) -> Vec<String> {
+    [
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--gen-length",
+        "8",
+        "--steps",
+        "4",
+        "--block-length",
+        "8",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn generate_writes_through_a_symlink_and_into_devices() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("real.jsonl");
+    std::fs::write(&target, "old\n").unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let gen = |out: &Path| {
+        let mut a = generate_args(&fixture("llada-tiny"));
+        a.extend(["--prompt".into(), "hi".into(), "--out".into()]);
+        a.push(out.display().to_string());
+        bin().args(a).output().unwrap()
+    };
+    let o = gen(&link);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let got = std::fs::read_to_string(&target).unwrap();
+    assert_eq!(got.lines().count(), 1, "{got}");
+    assert!(got.contains("\"output_ids\""), "{got}");
+
+    // /dev/null takes the lines and stays a character device.
+    let o = gen(Path::new("/dev/null"));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+
+    // /dev/full: a clean write error, the device untouched.
+    if Path::new("/dev/full").exists() {
+        let o = gen(Path::new("/dev/full"));
+        no_panic(&o);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("stopped after 0 of 1 generations")
+                && err.contains("cannot write /dev/full"),
+            "{err}"
+        );
+        assert!(std::fs::metadata("/dev/full")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+}
+
+#[test]
+fn a_huge_config_size_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_copy(dir.path());
+    edit_config(&m, "n_layers", serde_json::json!(1_000_000_000_000u64));
+    let start = Instant::now();
+    for args in [vec!["info".to_string(), m.display().to_string()], {
+        let mut a = generate_args(&m);
+        a.extend(["--prompt".into(), "hi".into()]);
+        a
+    }] {
+        let o = bin().args(&args).output().unwrap();
+        no_panic(&o);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("`n_layers` = 1000000000000 is larger than the sane limit 4096"),
+            "{err}"
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_prompt_longer_than_the_model_allows_costs_only_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_copy(dir.path());
+    edit_config(&m, "max_sequence_length", serde_json::json!(32));
+    let long: Vec<String> = (0..30).map(|i| (5 + i % 50).to_string()).collect();
+    let input = dir.path().join("req.jsonl");
+    std::fs::write(
+        &input,
+        format!(
+            "{{\"id\": \"long\", \"prompt_ids\": [{}]}}\n{{\"id\": \"ok\", \"prompt_ids\": [5, 6]}}\n",
+            long.join(", ")
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let mut a = generate_args(&m);
+    a.extend([
+        "--in".into(),
+        input.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ]);
+    let o = bin().args(&a).output().unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "req.jsonl:1: skipped: prompt (30 tokens) + gen_length (8) = 38 exceeds the model's \
+             max_sequence_length 32"
+        ),
+        "{err}"
+    );
+    let lines = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(lines.lines().count(), 1);
+    assert!(lines.contains("\"ok\""));
+
+    // The same prompt given with --prompt fails the command, naming it.
+    let text_prompt = "word ".repeat(60);
+    let mut a = generate_args(&m);
+    a.extend(["--prompt".into(), text_prompt]);
+    let o = bin().args(&a).output().unwrap();
+    no_panic(&o);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--prompt") && err.contains("exceeds the model's max_sequence_length 32"),
+        "{err}"
+    );
+}
+
+#[test]
+fn logits_that_overflow_stop_the_sampler_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_copy(dir.path());
+    // Finite weights (the load check passes) whose products overflow f32.
+    edit_tensor(&m, "model.transformer.ff_out.weight", |t| {
+        t.ones_like().unwrap().affine(3e38, 0.0).unwrap()
+    });
+    let mut a = generate_args(&m);
+    a.extend(["--prompt".into(), "hi".into()]);
+    let o = bin().args(&a).output().unwrap();
+    no_panic(&o);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("step 1: the model produced") && err.contains("non-finite logit(s)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn generate_without_a_terminal_prints_plain_progress_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("req.jsonl");
+    let body: String = (0..4)
+        .map(|i| format!("{{\"id\": {i}, \"prompt_ids\": [5, 6, 7]}}\n"))
+        .collect();
+    std::fs::write(&input, body).unwrap();
+    let mut a = generate_args(&fixture("llada-tiny"));
+    a.extend([
+        "--in".into(),
+        input.display().to_string(),
+        "--out".into(),
+        dir.path().join("out.jsonl").display().to_string(),
+        "--batch-size".into(),
+        "2".into(),
+    ]);
+    let o = bin()
+        .args(&a)
+        .env("WORKBENCH_PROGRESS_SECS", "0")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for done in ["generate 2/4", "generate 4/4"] {
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(done))
+            .unwrap_or_else(|| panic!("no `{done}` line in:\n{err}"));
+        assert!(line.contains("/s") && line.contains("elapsed"), "{line}");
+    }
+    // Plain lines only: no carriage returns or escape codes of a progress bar.
+    assert!(!err.contains('\r') && !err.contains('\u{1b}'), "{err:?}");
 }

@@ -69,12 +69,22 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
         .any(|c| c.to_string().contains("Broken pipe (os error 32)"))
 }
 
-/// candle's message without its backtrace wrappers.
-fn candle_message(e: &candle_core::Error) -> String {
+/// candle's message without its backtrace wrappers, for a message that already says `said`:
+/// the path candle attaches (`path: "x.safetensors" …`) is given once, as `x.safetensors: …`,
+/// and left out when `said` names it already.
+pub fn candle_text(e: &candle_core::Error, said: &str) -> String {
     match e {
-        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::WithBacktrace { inner, .. } => candle_text(inner, said),
         candle_core::Error::Context { inner, context } => {
-            format!("{context}: {}", candle_message(inner))
+            format!("{context}: {}", candle_text(inner, said))
+        }
+        candle_core::Error::WithPath { inner, path } => {
+            let p = path.display().to_string();
+            if said.contains(&p) {
+                candle_text(inner, said)
+            } else {
+                format!("{p}: {}", candle_text(inner, said))
+            }
         }
         other => strip_backtrace(&other.to_string()),
     }
@@ -111,7 +121,7 @@ pub fn render(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         let msg = match cause.downcast_ref::<candle_core::Error>() {
-            Some(c) => candle_message(c),
+            Some(c) => candle_text(c, &parts.join(": ")),
             None => strip_backtrace(&cause.to_string()),
         };
         let msg = msg.trim().to_string();
@@ -215,6 +225,23 @@ mod tests {
         let e = candle_core::Error::Msg("bad shape".into()).bt();
         let e = anyhow::Error::new(e).context("cannot run the forward");
         assert_eq!(render(&e), "cannot run the forward: bad shape");
+    }
+
+    #[test]
+    fn a_path_candle_attaches_is_said_once() {
+        let inner =
+            candle_core::Error::Msg("header too large".into()).with_path("/m/x.safetensors");
+        let e = anyhow::Error::new(inner).context("cannot read safetensors file /m/x.safetensors");
+        assert_eq!(
+            render(&e),
+            "cannot read safetensors file /m/x.safetensors: header too large"
+        );
+        let inner =
+            candle_core::Error::Msg("header too large".into()).with_path("/m/x.safetensors");
+        assert_eq!(
+            candle_text(&inner, ""),
+            "/m/x.safetensors: header too large"
+        );
     }
 
     #[test]

@@ -197,15 +197,89 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
 }
 
+/// Whether process `pid` is running: `Some` where `/proc` tells (Linux), `None` where it
+/// cannot be known. The one liveness test behind the cleanup of what killed runs leave behind
+/// (checkpoint temp folders, `generate`'s partial results).
+pub fn pid_alive(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    proc.join("self")
+        .exists()
+        .then(|| proc.join(pid.to_string()).exists())
+}
+
 /// A results file that grows as work finishes and appears atomically at the end: lines are
-/// appended (and flushed) to a temporary sibling of the target, which [`LineSink::finish`]
-/// renames into place — also after an interruption, so finished work is kept. Devices, FIFOs
-/// and `-` (stdout) receive the lines directly.
+/// appended (and flushed) to a temporary sibling of the target, `.NAME.PID.partial`, which
+/// [`LineSink::finish`] renames into place — also after an interruption, so finished work is
+/// kept. Devices, FIFOs and `-` (stdout) receive the lines directly.
+///
+/// A run killed outright (`kill -9`, the OOM killer) leaves its partial sibling behind. The
+/// next sink for the same file finds the ones whose process is gone ([`LineSink::stale`]: say
+/// so when starting) and removes them when it moves its own result into place — the moment
+/// the old run's results would have been replaced anyway. Until then they are kept, so a
+/// person can still rescue them; a partial of a live process, or where liveness cannot be
+/// known (no `/proc`), is never touched.
 #[derive(Debug)]
 pub struct LineSink {
     given: PathBuf,
     kind: SinkKind,
     lines: usize,
+    stale: Vec<Stale>,
+}
+
+/// A partial results file left by a killed run (see [`LineSink`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    /// Its path.
+    pub path: PathBuf,
+    /// The process that wrote it (no longer running).
+    pub pid: u32,
+    /// Result lines it holds.
+    pub lines: usize,
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} holds {} result line(s) of an interrupted run (process {} is gone); it is \
+             removed when this run's results replace the file (move it away to keep it)",
+            self.path.display(),
+            self.lines,
+            self.pid
+        )
+    }
+}
+
+/// The `.NAME.PID.partial` siblings of `real` whose process is known to be gone.
+fn stale_partials(dir: &Path, name: &str) -> Vec<Stale> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{name}.");
+    let mut out: Vec<Stale> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().to_string();
+            let pid: u32 = file
+                .strip_prefix(&prefix)?
+                .strip_suffix(".partial")?
+                .parse()
+                .ok()?;
+            if pid == std::process::id() || pid_alive(pid) != Some(false) {
+                return None;
+            }
+            let path = e.path();
+            if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                return None;
+            }
+            let lines = std::fs::read(&path)
+                .map(|b| b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count())
+                .unwrap_or(0);
+            Some(Stale { path, pid, lines })
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
 }
 
 #[derive(Debug)]
@@ -224,6 +298,7 @@ impl<T: Write + Send + std::fmt::Debug> WriteDebug for T {}
 impl LineSink {
     /// Opens the sink for `path` (see [`classify`]; directories and block devices are refused).
     pub fn create(path: &Path) -> Result<LineSink> {
+        let mut stale = Vec::new();
         let kind = match classify(path)? {
             Target::File(real) => {
                 let dir = real
@@ -239,6 +314,7 @@ impl LineSink {
                     .unwrap_or_default();
                 let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
                 let _ = std::fs::remove_file(&tmp);
+                stale = stale_partials(&dir, &name);
                 let file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -258,7 +334,14 @@ impl LineSink {
             given: path.to_path_buf(),
             kind,
             lines: 0,
+            stale,
         })
+    }
+
+    /// Partial results of killed earlier runs writing the same file, removed by
+    /// [`LineSink::finish`] (see [`LineSink`]); each displays as a warning line.
+    pub fn stale(&self) -> &[Stale] {
+        &self.stale
     }
 
     /// Appends one line (a newline is added) and flushes it.
@@ -280,8 +363,8 @@ impl LineSink {
         self.lines
     }
 
-    /// Moves the file into place (keeping the permissions of a file it replaces); returns the
-    /// number of lines.
+    /// Moves the file into place (keeping the permissions of a file it replaces) and removes
+    /// the [`LineSink::stale`] partials of killed earlier runs; returns the number of lines.
     pub fn finish(self) -> Result<usize> {
         if let SinkKind::Partial { tmp, real, file } = self.kind {
             file.sync_all()
@@ -297,6 +380,9 @@ impl LineSink {
                     tmp.display()
                 )
             })?;
+            for s in &self.stale {
+                let _ = std::fs::remove_file(&s.path);
+            }
         }
         Ok(self.lines)
     }

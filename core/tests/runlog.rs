@@ -162,6 +162,42 @@ fn malformed_middle_line_is_an_error_naming_the_line() {
 }
 
 #[test]
+fn python_non_finite_tokens_and_out_of_range_numbers_read_as_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    std::fs::write(
+        &path,
+        "{\"step\":1,\"loss\":1.8e308,\"kl\":-1e999}\n\
+         {\"step\":2,\"loss\":NaN,\"kl\":Infinity,\"note\":\"NaN 1e999 \\\" -Infinity\"}\n\
+         {\"step\":3,\"loss\":-Infinity,\"kl\":0.5}\n\
+         {\"step\":4,\"loss\":2}\n",
+    )
+    .unwrap();
+    let got = read_log(&path).unwrap();
+    assert!(got.warnings.is_empty(), "{:?}", got.warnings);
+    assert_eq!(got.records.len(), 4);
+    for r in &got.records[..3] {
+        assert_eq!(r["loss"], Value::Null, "{r:?}");
+    }
+    assert_eq!(got.records[0]["kl"], Value::Null);
+    assert_eq!(got.records[1]["kl"], Value::Null);
+    // Inside a string the same characters are text, kept as they are.
+    assert_eq!(got.records[1]["note"], "NaN 1e999 \" -Infinity");
+    assert_eq!(series(&got.records, "loss"), vec![(4.0, 2.0)]);
+    assert_eq!(series(&got.records, "kl"), vec![(3.0, 0.5)]);
+
+    // Steps stay strict: a NaN step is still a line without a numeric step.
+    std::fs::write(&path, "{\"step\":NaN,\"loss\":1}\n").unwrap();
+    let got = read_log(&path).unwrap();
+    let e = workbench_core::train::runlog::segments(&got.records, "loss").unwrap_err();
+    assert!(e.to_string().contains("non-numeric `step` (null)"), "{e}");
+    // A line broken in other ways is still refused.
+    std::fs::write(&path, "{\"step\":1,\"loss\":NaN,}\n{\"step\":2}\n").unwrap();
+    let e = format!("{:#}", read_log(&path).unwrap_err());
+    assert!(e.contains("run.jsonl:1: malformed run log line"), "{e}");
+}
+
+#[test]
 fn truncated_last_line_is_skipped_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.jsonl");

@@ -56,6 +56,47 @@ impl WorkbenchResolver {
     }
 }
 
+/// Where an import was found: a file, or the text of an embedded stdlib module.
+enum Found {
+    File(PathBuf),
+    Stdlib(&'static str),
+}
+
+/// The module `import "path"` in a script at `source` loads, in [`WorkbenchResolver`]'s order.
+fn find_module(source: Option<&str>, path: &str) -> Option<Found> {
+    // A script never imports itself: `scripts/mdpo.rhai` importing "mdpo" means the stdlib's.
+    let itself = |p: &&PathBuf| {
+        source.is_some_and(|s| {
+            let (a, b) = (Path::new(s).canonicalize(), p.canonicalize());
+            a.is_ok() && a.ok() == b.ok()
+        })
+    };
+    if let Some(p) = WorkbenchResolver::candidates(source, path)
+        .iter()
+        .filter(|p| !itself(p))
+        .find(|p| p.is_file())
+    {
+        return Some(Found::File(p.clone()));
+    }
+    STDLIB
+        .iter()
+        .find(|(n, _)| *n == path.trim_end_matches(".rhai"))
+        .map(|(_, text)| Found::Stdlib(text))
+}
+
+/// The text of a script by the name an AST carries (`source`): a file, or `stdlib/NAME.rhai`
+/// of the embedded stdlib.
+fn source_text(origin: &str) -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string(origin) {
+        return Some(text);
+    }
+    let name = origin.strip_prefix("stdlib/")?.trim_end_matches(".rhai");
+    STDLIB
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| t.to_string())
+}
+
 impl ModuleResolver for WorkbenchResolver {
     fn resolve(
         &self,
@@ -64,49 +105,40 @@ impl ModuleResolver for WorkbenchResolver {
         path: &str,
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
-        let places = WorkbenchResolver::candidates(source, path);
-        // A script never imports itself: `scripts/mdpo.rhai` importing "mdpo" means the stdlib's.
-        let itself = |p: &&PathBuf| {
-            source.is_some_and(|s| {
-                let (a, b) = (Path::new(s).canonicalize(), p.canonicalize());
-                a.is_ok() && a.ok() == b.ok()
-            })
-        };
-        let (text, origin) = if let Some(p) =
-            places.iter().filter(|p| !itself(p)).find(|p| p.is_file())
-        {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                Box::new(EvalAltResult::ErrorInModule(
-                    path.into(),
-                    format!("cannot read {}: {e}", p.display()).into(),
+        let (text, origin) = match find_module(source, path) {
+            Some(Found::File(p)) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    Box::new(EvalAltResult::ErrorInModule(
+                        path.into(),
+                        format!("cannot read {}: {e}", p.display()).into(),
+                        pos,
+                    ))
+                })?;
+                (text, p.display().to_string())
+            }
+            Some(Found::Stdlib(text)) => (text.to_string(), format!("stdlib/{}", with_ext(path))),
+            None => {
+                let places = WorkbenchResolver::candidates(source, path);
+                let mut looked: Vec<String> =
+                    places.iter().map(|p| p.display().to_string()).collect();
+                looked.push(format!(
+                    "the bundled stdlib ({})",
+                    STDLIB
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                return Err(EvalAltResult::ErrorRuntime(
+                    format!(
+                        "module `{path}` not found; looked in: {}",
+                        looked.join("; ")
+                    )
+                    .into(),
                     pos,
-                ))
-            })?;
-            (text, p.display().to_string())
-        } else if let Some((_, text)) = STDLIB
-            .iter()
-            .find(|(n, _)| *n == path.trim_end_matches(".rhai"))
-        {
-            (text.to_string(), format!("stdlib/{}", with_ext(path)))
-        } else {
-            let mut looked: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
-            looked.push(format!(
-                "the bundled stdlib ({})",
-                STDLIB
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            return Err(EvalAltResult::ErrorRuntime(
-                format!(
-                    "module `{path}` not found; looked in: {}",
-                    looked.join("; ")
                 )
-                .into(),
-                pos,
-            )
-            .into());
+                .into());
+            }
         };
         let mut ast = engine
             .compile(&text)
@@ -145,7 +177,7 @@ pub fn new_engine_with(overrides: Arc<Mutex<Overrides>>) -> Engine {
     engine.set_module_resolver(WorkbenchResolver);
     engine.on_progress(|_| {
         if cancel::is_requested() {
-            Some(Dynamic::from("cancelled (Ctrl-C)"))
+            Some(Dynamic::from(cancel::message()))
         } else {
             None
         }
@@ -159,13 +191,33 @@ pub fn new_engine_with(overrides: Arc<Mutex<Overrides>>) -> Engine {
     api::register_all(&mut engine);
     rhai::FuncRegistration::new("exit")
         .with_comments([
-            "/// Ends the script now; `workbench run` exits with status `code` (0..=255).",
+            "/// Ends the script now; `workbench run` exits with status `code`, an integer in\n\
+             /// 0..=255 (anything else is an error naming the value, exit status 1).",
         ])
         .with_params_info(["code: i64", "()"])
         .register_into_engine(&mut engine, |code: i64| -> Result<(), Box<EvalAltResult>> {
+            if !(0..=255).contains(&code) {
+                return Err(
+                    format!("exit({code}): the exit status must be an integer in 0..=255").into(),
+                );
+            }
             workbench_core::error_report::request_exit(code);
             Err(EvalAltResult::Exit(Dynamic::from(code), Position::NONE).into())
         });
+    // Rhai's own `exit(value)` would end the script with status 0 for any other value.
+    rhai::FuncRegistration::new("exit")
+        .with_comments(["/// `exit` with anything but an integer: an error naming the value."])
+        .with_params_info(["code: Dynamic", "()"])
+        .register_into_engine(
+            &mut engine,
+            |code: Dynamic| -> Result<(), Box<EvalAltResult>> {
+                Err(format!(
+                    "exit({code:?}): the exit status must be an integer in 0..=255, found {}",
+                    code.type_name()
+                )
+                .into())
+            },
+        );
     let ov = overrides.clone();
     rhai::FuncRegistration::new("config")
         .with_comments([
@@ -232,20 +284,146 @@ pub fn parse_set(arg: &str) -> anyhow::Result<(String, Dynamic)> {
     Ok((k, api::convert::json_to_dynamic(&v)))
 }
 
-/// Renders a script error as `file:line:col: message` with the source line and a caret.
-pub fn format_error(file: &str, source: &str, err: &EvalAltResult) -> String {
-    let pos = innermost_position(err);
-    let msg = match err {
-        EvalAltResult::ErrorTerminated(token, _) => format!("stopped: {token}"),
-        // The location is printed once, in front: drop rhai's own ` (line 1, position 14)`.
-        _ => err.to_string().replace(&format!(" ({pos})"), ""),
-    };
-    workbench_core::error_report::at_source(file, source, pos.line(), pos.position(), &msg)
+/// Where a script error happened: the innermost location (an error inside a function points
+/// at the line inside it, also in an imported module's file, e.g. `stdlib/trainer.rhai`), and
+/// the calls that led there.
+#[derive(Debug, Clone)]
+struct ErrorSite<'a> {
+    /// The script (AST source) of the innermost location: `file` as given for the top level.
+    file: String,
+    /// The innermost position (the innermost call site when the error itself has none).
+    pos: Position,
+    /// The innermost error (unwrapped from the calls).
+    error: &'a EvalAltResult,
+    /// The calls, innermost first: `in call to function 'f' at nest.rhai:4:11`.
+    calls: Vec<String>,
 }
 
-/// The position in the top-level script: a call into a function reports where it was called.
-fn innermost_position(err: &EvalAltResult) -> Position {
-    err.position()
+impl ErrorSite<'_> {
+    /// The innermost error's message without Rhai's own ` (line 1, position 14)`, since the
+    /// location is said once, in front.
+    fn message(&self) -> String {
+        let p = self.error.position();
+        self.error.to_string().replace(&format!(" ({p})"), "")
+    }
+}
+
+fn at(file: &str, pos: Position) -> Option<String> {
+    let line = pos.line()?;
+    let col = pos.position().unwrap_or(1);
+    Some(if file.is_empty() {
+        format!("{line}:{col}")
+    } else {
+        format!("{file}:{line}:{col}")
+    })
+}
+
+/// Unwraps the function calls (and imports) of `err`, raised by the script `file` (`""` when
+/// it has no name, as in the REPL).
+fn error_site<'a>(file: &str, err: &'a EvalAltResult) -> ErrorSite<'a> {
+    // From the outermost frame inwards: each call, and where it was made.
+    let mut chain: Vec<(String, String, Position)> = Vec::new();
+    let (mut here, mut e) = (file.to_string(), err);
+    loop {
+        match e {
+            EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                let what = if name.starts_with("anon$") {
+                    "in closure call".to_string()
+                } else {
+                    format!("in call to function '{name}'")
+                };
+                chain.push((what, here.clone(), *pos));
+                if !src.is_empty() {
+                    here = src.clone();
+                }
+                e = inner;
+            }
+            EvalAltResult::ErrorInModule(name, inner, pos) => {
+                let Some(found) = find_module((!here.is_empty()).then_some(here.as_str()), name)
+                else {
+                    break;
+                };
+                chain.push((format!("in module '{name}' imported"), here.clone(), *pos));
+                here = match found {
+                    Found::File(p) => p.display().to_string(),
+                    Found::Stdlib(_) => format!("stdlib/{}", with_ext(name)),
+                };
+                e = inner;
+            }
+            _ => break,
+        }
+    }
+    let mut pos = e.position();
+    if pos.is_none() {
+        // Raised without a position (a native function's own error): at the innermost call.
+        if let Some((_, f, p)) = chain.last() {
+            (here, pos) = (f.clone(), *p);
+        }
+    }
+    let calls = chain
+        .iter()
+        .rev()
+        .map(|(what, f, p)| match at(f, *p) {
+            Some(loc) => format!("{what} at {loc}"),
+            None => what.clone(),
+        })
+        .collect();
+    ErrorSite {
+        file: here,
+        pos,
+        error: e,
+        calls,
+    }
+}
+
+/// The text of the script a location names: `source` when it is `file` itself, else the file
+/// on disk or the embedded stdlib module (`stdlib/NAME.rhai`).
+fn site_source(site: &ErrorSite<'_>, file: &str, source: &str) -> Option<String> {
+    if site.file == file {
+        Some(source.to_string())
+    } else {
+        source_text(&site.file)
+    }
+}
+
+/// Renders a script error as `file:line:col: message` with the source line and a caret, at
+/// the innermost location ([`error_site`]), followed by the call chain, innermost call first,
+/// each location said once:
+///
+/// ```text
+/// nest.rhai:2:5: Function not found: foo (i64)
+///  2 |     foo(x)
+///    |     ^
+///   in call to function 'f' at nest.rhai:4:11
+///   in call to function 'g' at nest.rhai:5:1
+/// ```
+pub fn format_error(file: &str, source: &str, err: &EvalAltResult) -> String {
+    let site = error_site(file, err);
+    let msg = match site.error {
+        EvalAltResult::ErrorTerminated(token, _) => format!("stopped: {token}"),
+        _ => site.message(),
+    };
+    let pos = site.pos;
+    let mut out = match (site_source(&site, file, source), pos.line()) {
+        (Some(text), _) => workbench_core::error_report::at_source(
+            &site.file,
+            &text,
+            pos.line(),
+            pos.position(),
+            &msg,
+        ),
+        (None, Some(_)) => format!(
+            "{}: {}",
+            at(&site.file, pos).unwrap_or_default(),
+            workbench_core::error_report::strip_backtrace(&msg)
+        ),
+        (None, None) => format!("{}: {msg}", site.file),
+    };
+    for c in &site.calls {
+        out.push_str("\n  ");
+        out.push_str(c);
+    }
+    out
 }
 
 /// Compiles a script file, tagging it with its path so imports resolve next to it.

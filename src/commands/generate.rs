@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use workbench_core::device::{default_device, resolve};
 use workbench_core::error_report::render_at;
 use workbench_core::fsio::LineSink;
+use workbench_core::model::ids::{check_id, check_ids};
 use workbench_core::model::{resolve_model_dir, Llada, LoadOptions};
 use workbench_core::sampler::{self, Eoser, GenerateRequest, PromptInput, SamplerConfig};
 use workbench_core::term::PlainProgress;
@@ -37,7 +38,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub prefill: Option<String>,
     /// Output JSONL (default or `-`: stdout). Results are appended to a temp file as batches
-    /// finish, which is renamed into place at the end or when interrupted (Ctrl-C).
+    /// finish, which is renamed into place at the end or when interrupted (Ctrl-C, SIGTERM).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Requests per batch.
@@ -223,7 +224,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    crate::commands::run::install_ctrlc();
+    crate::commands::run::install_interrupts();
     let dir = resolve_model_dir(&args.model)?;
     let (device, dtype) = resolve(
         args.device.as_deref(),
@@ -251,13 +252,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     // Checked per request before anything is allocated for it: one bad line costs only itself.
     let vocab = mcfg.vocab_size;
     let admit = |r: &Request| -> Result<()> {
-        if let Some(t) = r.ids.iter().find(|&&t| t as usize >= vocab) {
-            bail!("prompt token id {t} is outside the vocabulary (0..{vocab})");
-        }
+        check_ids(r.ids.iter().map(|&t| i64::from(t)), vocab).context("prompt")?;
         for (&off, &t) in &r.hints {
-            if t as usize >= vocab {
-                bail!("hint `{off}`: token id {t} is outside the vocabulary (0..{vocab})");
-            }
+            check_id(i64::from(t), vocab).with_context(|| format!("hint `{off}`"))?;
             if off >= cfg.gen_length {
                 bail!(
                     "hint offset {off} is outside the generation (gen_length {})",
@@ -321,6 +318,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     // Results are appended as batches finish; the file appears at the end (or at an interrupt).
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("-"));
     let mut sink = LineSink::create(&out)?;
+    for s in sink.stale() {
+        eprintln!("warning: {s}");
+    }
     let mut failure = None;
     for chunk in requests.chunks(args.batch_size) {
         let done = (|| -> Result<()> {

@@ -557,6 +557,12 @@ impl Llada {
         let (b, l) = input_ids
             .dims2()
             .context("input_ids must be a [batch, length] tensor")?;
+        // Ids on the host (scripts, the CLI, CPU runs) are checked, which costs a scan of B·L
+        // integers; ids already on an accelerator (the sampler's canvas, whose prompts were
+        // checked when it was built, or tensors a script moved there) are not read back.
+        if input_ids.device().is_cpu() {
+            super::ids::check_ids_tensor(input_ids, self.cfg.embedding_size())?;
+        }
         let ids = input_ids.to_dtype(DType::U32)?.to_device(&self.device)?;
         let x = self
             .wte

@@ -354,7 +354,6 @@ pub fn load_peft(dir: &Path) -> Result<(LoraConfig, HashMap<String, Tensor>)> {
             dir.display()
         );
     }
-    let tensors = candle_core::safetensors::load(&st, &Device::Cpu)
-        .with_context(|| format!("cannot read {}", st.display()))?;
+    let tensors = super::weights::load_file(&st, &Device::Cpu)?;
     Ok((cfg, tensors))
 }

@@ -5,6 +5,7 @@ mod adapters;
 pub mod block_grad;
 pub mod config;
 pub mod hub;
+pub mod ids;
 mod init;
 pub mod llada;
 pub mod lora;

@@ -34,13 +34,25 @@ impl std::fmt::Debug for WeightSource {
     }
 }
 
+/// `cannot read safetensors file PATH: why`, the path said once (candle attaches it too).
+fn read_error(path: &Path, e: &candle_core::Error) -> anyhow::Error {
+    let head = format!("cannot read safetensors file {}", path.display());
+    anyhow::anyhow!("{head}: {}", crate::error_report::candle_text(e, &head))
+}
+
 /// Memory-maps one safetensors file and parses its header.
 pub fn mmap_file(path: &Path) -> Result<MmapedSafetensors> {
     // SAFETY: the mapping is read-only; like every safetensors loader we rely on the file not
     // being truncated while the process runs.
     #[allow(unsafe_code)]
     let st = unsafe { MmapedSafetensors::new(path) };
-    st.map_err(|e| anyhow::anyhow!("cannot read safetensors file {}: {e}", path.display()))
+    st.map_err(|e| read_error(path, &e))
+}
+
+/// Reads every tensor of one safetensors file into memory on `device` (adapters, checkpoints,
+/// scripts' `load_safetensors`); errors name the file once.
+pub fn load_file(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(path, device).map_err(|e| read_error(path, &e))
 }
 
 impl WeightSource {

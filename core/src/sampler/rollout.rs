@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Deserializer};
 
 use super::{engine, Canvas, SamplerConfig, SamplerHooks, Trajectory};
+use crate::model::ids::{check_id, check_ids};
 use crate::model::Llada;
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
@@ -302,6 +303,18 @@ pub fn generate_rollout(
         })
         .collect::<Result<Vec<_>>>()?;
     let mcfg = model.config();
+    for (i, row) in ids.iter().enumerate() {
+        check_ids(row.iter().map(|&t| i64::from(t)), mcfg.vocab_size)
+            .with_context(|| format!("prompt {i}"))?;
+    }
+    if let Some(h) = &req.hints {
+        for (b, map) in h.iter().enumerate() {
+            for (&off, &t) in map {
+                check_id(i64::from(t), mcfg.vocab_size)
+                    .with_context(|| format!("hint at generation offset {off} of row {b}"))?;
+            }
+        }
+    }
     let mut canvas = Canvas::new(&ids, cfg.gen_length, mcfg.pad_id()?, mcfg.mask_id()?)?;
     if req.repeat > 1 {
         canvas = canvas.repeat(req.repeat);

@@ -111,7 +111,7 @@ fn stale_siblings(dir: &Path) -> Vec<(PathBuf, bool)> {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return Vec::new();
     };
-    let me = std::process::id().to_string();
+    let me = std::process::id();
     let mut out = Vec::new();
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().to_string();
@@ -119,11 +119,11 @@ fn stale_siblings(dir: &Path) -> Vec<(PathBuf, bool)> {
             let Some(pid) = file.strip_prefix(&format!(".{name}.{tag}-")) else {
                 continue;
             };
-            if pid.is_empty() || !pid.chars().all(|c| c.is_ascii_digit()) {
+            let Ok(pid) = pid.parse::<u32>() else {
                 continue;
-            }
+            };
             // Another live process may be saving right now: leave its folders alone.
-            let alive = Path::new("/proc").is_dir() && Path::new("/proc").join(pid).exists();
+            let alive = crate::fsio::pid_alive(pid) == Some(true);
             if pid == me || !alive {
                 out.push((e.path(), is_old));
             }
@@ -289,8 +289,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             other.map_or("none".to_string(), |f| format!("\"{f}\""))
         ),
     }
-    let tensors = candle_core::safetensors::load(&tpath, &Device::Cpu)
-        .with_context(|| format!("cannot read {}", tpath.display()))?;
+    let tensors = crate::model::weights::load_file(&tpath, &Device::Cpu)?;
     Ok(Checkpoint { tensors, meta })
 }
 

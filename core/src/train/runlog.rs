@@ -12,7 +12,9 @@
 //! run never duplicates steps.
 //!
 //! Non-finite floats: JSON has no NaN or infinity, so NaN and ±Inf values are written as `null`
-//! ([`metric`] and `serde_json`'s own `From<f64>` both do this); [`series`] skips them.
+//! ([`metric`] and `serde_json`'s own `From<f64>` both do this); [`series`] skips them. When
+//! reading, the tokens other writers use for them (Python's `NaN`, `Infinity`, `-Infinity`)
+//! and numbers beyond the f64 range (`1.8e308`) are read as `null` too.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -269,7 +271,7 @@ fn parse_lines<'a>(path: &Path, text: &'a str) -> Result<Parsed<'a>> {
     };
     let n = numbered.len();
     for (k, (lineno, line)) in numbered.into_iter().enumerate() {
-        let parsed = serde_json::from_str::<Value>(line)
+        let parsed = parse_json_line(line)
             .map_err(|e| anyhow::anyhow!("not valid JSON: {e}"))
             .and_then(|v| match v {
                 Value::Object(m) => Ok(m),
@@ -288,6 +290,63 @@ fn parse_lines<'a>(path: &Path, text: &'a str) -> Result<Parsed<'a>> {
         }
     }
     Ok(out)
+}
+
+/// One log line as JSON. A line that `serde_json` rejects gets a second chance with its
+/// non-finite numbers as `null`: Python's `json.dumps` writes `NaN`, `Infinity` and `-Infinity`,
+/// and a number beyond the f64 range (`1.8e308`) is out of range for `serde_json`; all of them
+/// are a gap in a curve, not a broken file. Well-formed lines are parsed once, untouched.
+fn parse_json_line(line: &str) -> serde_json::Result<Value> {
+    match serde_json::from_str::<Value>(line) {
+        Ok(v) => Ok(v),
+        Err(e) => match non_finite_as_null(line) {
+            Some(fixed) => serde_json::from_str::<Value>(&fixed).map_err(|_| e),
+            None => Err(e),
+        },
+    }
+}
+
+/// `line` with every number token outside JSON strings that is `NaN`, `Infinity`,
+/// `-Infinity` or beyond the f64 range replaced by `null`; `None` when there is none.
+fn non_finite_as_null(line: &str) -> Option<String> {
+    let b = line.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    let (mut i, mut last, mut changed) = (0, 0, false);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c if c == b'-' || c == b'N' || c == b'I' || c.is_ascii_digit() => {
+                let start = i;
+                i += 1;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b"+-.".contains(&b[i])) {
+                    i += 1;
+                }
+                let tok = &line[start..i];
+                let non_finite = matches!(tok, "NaN" | "Infinity" | "-Infinity" | "-NaN")
+                    || (tok.bytes().any(|c| c.is_ascii_digit())
+                        && tok.parse::<f64>().is_ok_and(|x| !x.is_finite()));
+                if non_finite {
+                    out.push_str(&line[last..start]);
+                    out.push_str("null");
+                    last = i;
+                    changed = true;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&line[last.min(line.len())..]);
+    Some(out)
 }
 
 fn json_kind(v: &Value) -> &'static str {

@@ -18,8 +18,9 @@ mod io_api {
     /// Reads every tensor of a safetensors file into a map name → Tensor (on the CPU).
     #[rhai_fn(return_raw)]
     pub fn load_safetensors(path: &str) -> RResult<Map> {
-        let ts = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
-            .map_err(|e| err(format!("cannot read safetensors file {path}: {e}")))?;
+        let ts =
+            workbench_core::model::weights::load_file(Path::new(path), &candle_core::Device::Cpu)
+                .map_err(script_err)?;
         Ok(ts
             .into_iter()
             .map(|(k, v)| (k.into(), Dynamic::from(ScriptTensor::new(v))))
