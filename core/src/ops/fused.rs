@@ -37,38 +37,30 @@ trait Real: WithDType {
 }
 
 impl Real for f32 {
-    #[inline(always)]
     fn exp_(self) -> Self {
         exp_f32(self)
     }
-    #[inline(always)]
     fn ln_(self) -> Self {
         self.ln()
     }
-    #[inline(always)]
     fn sqrt_(self) -> Self {
         self.sqrt()
     }
-    #[inline(always)]
     fn max_(self, other: Self) -> Self {
         self.max(other)
     }
 }
 
 impl Real for f64 {
-    #[inline(always)]
     fn exp_(self) -> Self {
         self.exp()
     }
-    #[inline(always)]
     fn ln_(self) -> Self {
         self.ln()
     }
-    #[inline(always)]
     fn sqrt_(self) -> Self {
         self.sqrt()
     }
-    #[inline(always)]
     fn max_(self, other: Self) -> Self {
         self.max(other)
     }
@@ -749,7 +741,6 @@ struct LogSoftmaxGatherBwd;
 /// exponentials. The sum runs in eight lanes (a vocabulary row has no padding whose bits must
 /// stay out of the sum, unlike attention rows): a sequential 8192-term sum was ~6% of a d1
 /// training step, one add latency per term.
-#[inline(always)]
 fn max_lse<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
     let m = row_max(row);
     for (b, &v) in buf.iter_mut().zip(row) {
@@ -759,7 +750,6 @@ fn max_lse<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
 }
 
 /// Sum of a row in eight independent lanes, combined pairwise at the end.
-#[inline(always)]
 fn lane_sum<T: Real>(row: &[T]) -> T {
     let mut acc = [zero::<T>(); 8];
     let chunks = row.chunks_exact(8);
@@ -777,7 +767,6 @@ fn lane_sum<T: Real>(row: &[T]) -> T {
 }
 
 /// Maximum of a non-empty row, in eight independent lanes.
-#[inline(always)]
 fn row_max<T: Real>(row: &[T]) -> T {
     let mut acc = [row[0]; 8];
     let chunks = row.chunks_exact(8);
@@ -797,7 +786,6 @@ fn row_max<T: Real>(row: &[T]) -> T {
 /// Sum of a row, left to right. Sequential on purpose: leading zeros (the probabilities of
 /// left-padded keys) then leave the sum bit for bit what it is without them, so a padded row
 /// gets exactly the numbers it gets alone.
-#[inline(always)]
 fn row_sum<T: Real>(row: &[T]) -> T {
     let mut s = zero::<T>();
     for &v in row {
