@@ -137,26 +137,21 @@ pub fn for_each(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
-/// Runs `f` on each of `items` as [`for_each`] does, each item given to exactly one task.
-pub fn for_each_item<T: Send>(items: Vec<T>, f: &(dyn Fn(T) + Sync)) {
-    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    for_each(slots.len(), &|i| {
-        if let Some(item) = slots[i].lock().ok().and_then(|mut s| s.take()) {
-            f(item);
+/// `f` of each of `items`, in order, computed as [`for_each`] does (each item given to
+/// exactly one task).
+pub fn map<T: Send, R: Send>(items: Vec<T>, f: &(dyn Fn(T) -> R + Sync)) -> Vec<R> {
+    let n = items.len();
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let results: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    for_each(n, &|i| {
+        if let Some(item) = items[i].lock().ok().and_then(|mut s| s.take()) {
+            let r = f(item);
+            if let Ok(mut s) = results[i].lock() {
+                *s = Some(r);
+            }
         }
     });
-}
-
-/// `f(0..tasks)` in order, computed as [`for_each`] does.
-pub fn map<R: Send>(tasks: usize, f: &(dyn Fn(usize) -> R + Sync)) -> Vec<R> {
-    let slots: Vec<Mutex<Option<R>>> = (0..tasks).map(|_| Mutex::new(None)).collect();
-    for_each(tasks, &|i| {
-        let r = f(i);
-        if let Ok(mut s) = slots[i].lock() {
-            *s = Some(r);
-        }
-    });
-    slots
+    results
         .into_iter()
         .map(|s| {
             s.into_inner()
@@ -256,7 +251,7 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
             assert_eq!(
-                map(tasks, &|i| i * 3),
+                map((0..tasks).collect(), &|i| i * 3),
                 (0..tasks).map(|i| i * 3).collect::<Vec<_>>()
             );
         }
@@ -295,6 +290,6 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(ran.load(Ordering::Relaxed), 16);
         // The team is usable afterwards.
-        assert_eq!(map(4, &|i| i + 1), vec![1, 2, 3, 4]);
+        assert_eq!(map(vec![0, 1, 2, 3], &|i| i + 1), vec![1, 2, 3, 4]);
     }
 }

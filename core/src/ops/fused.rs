@@ -21,7 +21,6 @@ use candle_core::{
 
 use super::matmul::matmul;
 use super::{rms_norm as rms_norm_composite, rope as rope_composite, softmax, upcast};
-use std::sync::Mutex;
 
 /// Whether the fused kernels serve `t`: a CPU tensor in f32 or f64.
 pub fn supported(t: &Tensor) -> bool {
@@ -170,11 +169,8 @@ fn row_tasks<U: Send, R: Send>(
     f: impl Fn(usize, &mut [U]) -> R + Sync + Send,
 ) -> Vec<R> {
     let chunk = (rows * out_row).max(1);
-    let chunks: Vec<Mutex<&mut [U]>> = out.chunks_mut(chunk).map(Mutex::new).collect();
-    crate::team::map(chunks.len(), &|i| {
-        let mut c = chunks[i].lock().unwrap_or_else(|p| p.into_inner());
-        f(i * rows, &mut c)
-    })
+    let chunks: Vec<(usize, &mut [U])> = out.chunks_mut(chunk).enumerate().collect();
+    crate::team::map(chunks, &|(i, c)| f(i * rows, c))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,7 +578,7 @@ impl CustomOp3 for SwiGluBwd {
                 .zip(du.chunks_mut(TASK_ELEMS))
                 .enumerate()
                 .collect();
-            crate::team::for_each_item(pieces, &|(k, c)| task(k * TASK_ELEMS, c));
+            crate::team::map(pieces, &|(k, c)| task(k * TASK_ELEMS, c));
             Ok((T::to_cpu_storage_owned(out), Shape::from(2 * n)))
         })
     }
