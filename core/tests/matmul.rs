@@ -2,7 +2,7 @@
 //! layout the model and the fused kernels use, and the same gradients.
 
 use candle_core::{DType, Device, Tensor, Var};
-use workbench_core::ops::matmul::{linear, matmul};
+use workbench_core::ops::matmul::{linear, linear_add, matmul, matmul_add};
 
 fn rand(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
     // A host-side LCG: candle's CPU RNG cannot be seeded.
@@ -75,6 +75,42 @@ fn products_equal_candle_bit_for_bit_for_every_layout() {
             .matmul(&kn.contiguous().unwrap())
             .unwrap();
         assert_eq!(bits(&matmul(&qn, &kn).unwrap()), bits(&want));
+    }
+}
+
+#[test]
+fn products_with_a_residual_equal_the_sum_bit_for_bit() {
+    for dtype in [DType::F32, DType::F64] {
+        // One task, split along rows, split along columns, k over gemm's k block, k = 0.
+        for (i, &(m, k, n)) in [
+            (3, 5, 4),
+            (640, 256, 96),
+            (64, 256, 704),
+            (130, 700, 300),
+            (4, 0, 3),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let a = rand(&[m, k], i as u64, dtype);
+            let w = rand(&[n, k], 100 + i as u64, dtype);
+            let res = rand(&[m, n], 400 + i as u64, dtype);
+            let want = (&res + a.matmul(&w.t().unwrap()).unwrap()).unwrap();
+            assert_eq!(bits(&linear_add(&a, &w, &res).unwrap()), bits(&want));
+            let at = rand(&[k, m], 300 + i as u64, dtype);
+            let lhs = at.t().unwrap();
+            let b = rand(&[k, n], 200 + i as u64, dtype);
+            let want = (lhs.matmul(&b).unwrap() + &res).unwrap();
+            assert_eq!(bits(&matmul_add(&lhs, &b, &res).unwrap()), bits(&want));
+        }
+        // Batched, with a residual that is a transposed (non-contiguous) view.
+        let q = rand(&[2, 3, 40, 16], 7, dtype);
+        let kt = rand(&[2, 3, 40, 16], 8, dtype).t().unwrap();
+        let res = rand(&[2, 3, 40, 40], 9, dtype).t().unwrap();
+        let want = (q.matmul(&kt).unwrap() + &res).unwrap();
+        assert_eq!(bits(&matmul_add(&q, &kt, &res).unwrap()), bits(&want));
+        // A residual of the wrong shape is an error, not a read out of bounds.
+        assert!(matmul_add(&q, &kt, &rand(&[2, 3, 40], 10, dtype)).is_err());
     }
 }
 

@@ -8,14 +8,15 @@
 //! activations its backward needs, and enters the graph as a chain of five nodes that carry the
 //! block's weights as arguments (candle custom ops take at most three):
 //!
-//! `y0 = Carry(x, attn_norm, ff_norm)`, `y1 = Carry(y0, q, k)`, `y2 = Carry(y1, v, attn_out)`,
-//! `y3 = Carry(y2, ff_proj, up)`, `y = Last(y3, ff_out)`.
+//! `t0 = Carry(x, attn_norm, ff_norm)`, `t1 = Carry(t0, q, k)`, `t2 = Carry(t1, v, attn_out)`,
+//! `t3 = Carry(t2, ff_proj, up)`, `y = Last(t3, ff_out)`.
 //!
-//! Every `y_i` equals the block output (each node copies it), so ∂L/∂y reaches `Last` first,
-//! complete; `Last` computes the gradients of the input and of all nine weights at once (the
-//! same formulas as the fused ops' own backwards) and leaves them in the chain's shared cell,
-//! where the other nodes pick up theirs. Gradients stay ordinary candle gradients: a plain
-//! `loss.backward()` sees every weight, nothing lives outside the graph.
+//! The `t_i` are one-element tokens and only `y` is the block output, so ∂L/∂y reaches `Last`
+//! first, complete; `Last` computes the gradients of the input and of all nine weights at once
+//! (the formulas of the fused ops' own backwards, each residual sum done in the pass that
+//! makes its last term) and leaves them in the chain's shared cell, where the other nodes pick
+//! up theirs. Gradients stay ordinary candle gradients: a plain `loss.backward()` sees every
+//! weight, nothing lives outside the graph.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +24,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 
 use super::llada::{Block, Frame};
 use crate::ops::fused;
-use crate::ops::matmul::{linear, matmul};
+use crate::ops::matmul::{linear, linear_add, matmul, matmul_add};
 
 /// The block's weights in `BLOCK_TENSORS` order: attn_norm, q, k, v, attn_out, ff_norm,
 /// ff_proj, up, ff_out.
@@ -112,12 +113,13 @@ pub(super) fn forward(block: &Block, x: &Tensor, frame: &Frame) -> Result<Tensor
     let bias = frame.bias.as_ref().map(Tensor::detach);
     let (o, probs) = fused::attention_fwd(&q, &k, &v, scale, bias.as_ref())?;
     let attn = o.transpose(1, 2)?.reshape((b * l, d))?;
-    let x2 = (&xd + linear(&attn, &w[4])?)?;
+    let x2 = linear_add(&attn, &w[4], &xd)?;
     let m = fused::rms_norm(&x2, &w[5], block.eps)?;
     let gate = linear(&m, &w[6])?;
     let up = linear(&m, &w[7])?;
     let s = fused::swiglu(&gate, &up)?;
-    let out = (&x2 + linear(&s, &w[8])?)?;
+    // [B, n, d], the block's output shape: the last node hands it over as it is.
+    let out = linear_add(&s, &w[8], &x2)?.reshape((b, l, d))?;
     let chain = Arc::new(Chain {
         need: std::array::from_fn(|i| weights[i].track_op()),
         w,
@@ -143,18 +145,16 @@ pub(super) fn forward(block: &Block, x: &Tensor, frame: &Frame) -> Result<Tensor
             out,
         },
     });
-    let x2d = x.reshape((b * l, d))?;
     let node = |slots: [usize; 2]| Carry {
         chain: chain.clone(),
         slots,
         first: slots == [0, 5],
     };
-    let y = x2d.apply_op3(weights[0], weights[5], node([0, 5]))?;
-    let y = y.apply_op3(weights[1], weights[2], node([1, 2]))?;
-    let y = y.apply_op3(weights[3], weights[4], node([3, 4]))?;
-    let y = y.apply_op3(weights[6], weights[7], node([6, 7]))?;
-    let y = y.apply_op2(weights[8], Last(chain))?;
-    y.reshape((b, l, d))
+    let t = x.apply_op3(weights[0], weights[5], node([0, 5]))?;
+    let t = t.apply_op3(weights[1], weights[2], node([1, 2]))?;
+    let t = t.apply_op3(weights[3], weights[4], node([3, 4]))?;
+    let t = t.apply_op3(weights[6], weights[7], node([6, 7]))?;
+    t.apply_op2(weights[8], Last(chain))
 }
 
 impl Chain {
@@ -162,7 +162,7 @@ impl Chain {
     fn backward(&self, g: &Tensor) -> Result<Grads> {
         let (s, w) = (&self.saved, &self.w);
         let (b, l, nh, nkv, hd) = self.dims;
-        let g = g.contiguous()?;
+        let g = g.contiguous()?.reshape((b * l, s.x.dim(1)?))?;
         let dw_of = |i: usize, dy: &Tensor, x: &Tensor| -> Result<Option<Tensor>> {
             // y = x Wᵀ: dW = dyᵀ x, [out, in].
             if self.need[i] {
@@ -178,10 +178,11 @@ impl Chain {
         let (dgate, dup) = fused::swiglu_bwd(&s.gate, &s.up, &ds)?;
         dw[6] = dw_of(6, &dgate, &s.m)?;
         dw[7] = dw_of(7, &dup, &s.m)?;
-        let dm = (matmul(&dgate, &w[6])? + matmul(&dup, &w[7])?)?;
-        let (dx2_norm, dw5) = fused::rms_norm_bwd(&s.x2, &w[5], self.eps, &dm)?;
+        // The sums of the composite backward, each fused into the pass that makes its last
+        // term (same additions, same order): dm = dgate W6 + dup W7, gx2 = g + dx2.
+        let dm = matmul_add(&dup, &w[7], &matmul(&dgate, &w[6])?)?;
+        let (gx2, dw5) = fused::rms_norm_bwd_add(&s.x2, &w[5], self.eps, &dm, Some(&g))?;
         dw[5] = self.need[5].then_some(dw5);
-        let gx2 = (&g + dx2_norm)?;
         // x2 = x + attn W4ᵀ
         dw[4] = dw_of(4, &gx2, &s.attn)?;
         let da = matmul(&gx2, &w[4])?;
@@ -202,10 +203,10 @@ impl Chain {
         dw[1] = dw_of(1, &dq, &s.h)?;
         dw[2] = dw_of(2, &dk, &s.h)?;
         dw[3] = dw_of(3, &dv, &s.h)?;
-        let dh = ((matmul(&dq, &w[1])? + matmul(&dk, &w[2])?)? + matmul(&dv, &w[3])?)?;
-        let (dx_norm, dw0) = fused::rms_norm_bwd(&s.x, &w[0], self.eps, &dh)?;
+        let dh = matmul_add(&dv, &w[3], &matmul_add(&dk, &w[2], &matmul(&dq, &w[1])?)?)?;
+        let (dx, dw0) = fused::rms_norm_bwd_add(&s.x, &w[0], self.eps, &dh, Some(&gx2))?;
         dw[0] = self.need[0].then_some(dw0);
-        let dx = (gx2 + dx_norm)?;
+        let dx = dx.reshape((b, l, s.x.dim(1)?))?;
         Ok(Grads { dx, dw })
     }
 

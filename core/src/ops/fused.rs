@@ -160,17 +160,69 @@ fn rows_per_task(row_len: usize) -> usize {
     (TASK_ELEMS / row_len.max(1)).max(1)
 }
 
-/// Splits `out` into tasks of `rows` rows of `out_row` elements and runs `f(first_row, chunk)`
-/// on each, on the compute team ([`crate::team`]). Returns the tasks' results in order.
-fn row_tasks<U: Send, R: Send>(
-    out: &mut [U],
+/// A new buffer of `len` elements (all zero), cut into tasks of `rows` rows of `out_row`
+/// elements; runs `f(first_row, chunk)` on each on the compute team ([`crate::team`]) and
+/// returns the buffer and the tasks' results in order. Each task zero-fills its own chunk just
+/// before `f` writes it, so the fill runs in parallel and in cache instead of as a serial
+/// memset of the whole buffer on the calling thread.
+fn row_tasks<T: Real, R: Send>(
+    len: usize,
     out_row: usize,
     rows: usize,
-    f: impl Fn(usize, &mut [U]) -> R + Sync + Send,
-) -> Vec<R> {
+    f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
+) -> (Vec<T>, Vec<R>) {
     let chunk = (rows * out_row).max(1);
-    let chunks: Vec<(usize, &mut [U])> = out.chunks_mut(chunk).enumerate().collect();
-    crate::team::map(chunks, &|(i, c)| f(i * rows, c))
+    let tasks: Vec<usize> = (0..len.div_ceil(chunk)).collect();
+    zeroed_tasks(len, tasks, |i, out| {
+        f(i * rows, out.piece(i * chunk, chunk))
+    })
+}
+
+/// The buffer under construction in [`zeroed_tasks`]: a task takes its disjoint pieces of it.
+struct Pieces<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: tasks take disjoint pieces of one allocation that outlives the parallel loop.
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Send for Pieces<T> {}
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Sync for Pieces<T> {}
+
+impl<T: Real> Pieces<T> {
+    /// Elements `[at, at + n)` (cut at the end), zero-filled. Each range may be taken by one
+    /// task only, once; the callers' ranges are disjoint by construction.
+    #[allow(clippy::mut_from_ref, unsafe_code)]
+    fn piece(&self, at: usize, n: usize) -> &mut [T] {
+        let n = n.min(self.len.saturating_sub(at));
+        // SAFETY: in bounds (cut above); all-zero bytes are 0.0 for f32 and f64 (the only
+        // `Real` types), so the slice is initialised before it is made; ranges are disjoint.
+        unsafe {
+            let p = self.ptr.add(at.min(self.len));
+            std::ptr::write_bytes(p, 0, n);
+            std::slice::from_raw_parts_mut(p, n)
+        }
+    }
+}
+
+/// Allocates `len` elements and runs `f(task, pieces)` for every task on the compute team;
+/// the tasks must between them take every element once (as [`Pieces::piece`]).
+#[allow(unsafe_code)]
+fn zeroed_tasks<T: Real, I: Send, R: Send>(
+    len: usize,
+    tasks: Vec<I>,
+    f: impl Fn(I, &Pieces<T>) -> R + Sync + Send,
+) -> (Vec<T>, Vec<R>) {
+    let mut out = Vec::<T>::with_capacity(len);
+    let pieces = Pieces {
+        ptr: out.as_mut_ptr(),
+        len,
+    };
+    let res = crate::team::map(tasks, &|i| f(i, &pieces));
+    // SAFETY: every element was written (zero-filled, then by `f`) by exactly one task.
+    unsafe { out.set_len(len) };
+    (out, res)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,6 +234,8 @@ struct RmsNorm {
 
 struct RmsNormBwd {
     eps: f64,
+    /// Added to dx (see [`rms_norm_bwd_add`]); contiguous, x's shape and dtype.
+    plus: Option<Tensor>,
 }
 
 /// `inv = 1 / sqrt(mean(x²) + eps)` of one row, as the composite op computes it.
@@ -214,8 +268,7 @@ impl CustomOp2 for RmsNorm {
             }
             let inv_n = T::from_f64(1.0 / d as f64);
             let eps = T::from_f64(self.eps);
-            let mut out = vec![zero::<T>(); x.len()];
-            row_tasks(&mut out, d, rows_per_task(d), |r0, oc| {
+            let (out, _) = row_tasks(x.len(), d, rows_per_task(d), |r0, oc| {
                 for (i, orow) in oc.chunks_exact_mut(d).enumerate() {
                     let row = &x[(r0 + i) * d..][..d];
                     let inv = inv_rms(row, inv_n, eps);
@@ -248,10 +301,32 @@ pub(crate) fn rms_norm_bwd(
     eps: f64,
     grad: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
+    rms_norm_bwd_add(x, w, eps, grad, None)
+}
+
+/// [`rms_norm_bwd`] with `plus` (x's shape) added to dx in the same pass: the residual
+/// branch's gradient, summed bit for bit as `plus + dx` would be.
+pub(crate) fn rms_norm_bwd_add(
+    x: &Tensor,
+    w: &Tensor,
+    eps: f64,
+    grad: &Tensor,
+    plus: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
     let d = w.elem_count();
     let n = x.elem_count() / d;
     let g = grad.contiguous()?;
-    let both = x.apply_op3_no_bwd(w, &g, &RmsNormBwd { eps })?;
+    let plus = match plus {
+        Some(p) if p.shape() != x.shape() || p.dtype() != x.dtype() => {
+            bail!(
+                "fused-rms-norm-bwd: a residual gradient of {:?} expected",
+                x.shape()
+            )
+        }
+        Some(p) => Some(p.contiguous()?),
+        None => None,
+    };
+    let both = x.apply_op3_no_bwd(w, &g, &RmsNormBwd { eps, plus })?;
     let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
     let dw = both.narrow(0, n, 1)?.reshape(w.shape())?;
     Ok((dx, dw))
@@ -280,10 +355,25 @@ impl CustomOp3 for RmsNormBwd {
             let n = x.len() / d;
             let inv_n = T::from_f64(1.0 / d as f64);
             let eps = T::from_f64(self.eps);
-            let mut out = vec![zero::<T>(); (n + 1) * d];
-            let (dx, dw) = out.split_at_mut(n * d);
-            // dx row by row; dw as per-task partial sums, added in task order.
-            let partials = row_tasks(dx, d, rows_per_task(d), |r0, dxc| {
+            let plus_guard = self.plus.as_ref().map(|p| p.storage_and_layout());
+            let plus = match &plus_guard {
+                Some((st, l)) => match &**st {
+                    Storage::Cpu(cs) => Some(slice::<T>(cs, l, self.name())?),
+                    _ => bail!("fused-rms-norm-bwd: the residual gradient must be on the CPU"),
+                },
+                None => None,
+            };
+            // dx row by row; dw as per-task partial sums, added in task order. The first task
+            // also takes (zero-fills) the dw row, written once all tasks are done.
+            let rows = rows_per_task(d);
+            let chunk = rows * d;
+            let tasks: Vec<usize> = (0..(n * d).div_ceil(chunk)).collect();
+            let (mut out, partials) = zeroed_tasks((n + 1) * d, tasks, |t, out| {
+                if t == 0 {
+                    out.piece(n * d, d);
+                }
+                let r0 = t * rows;
+                let dxc = out.piece(t * chunk, chunk.min(n * d - t * chunk));
                 let mut gw = vec![zero::<T>(); d];
                 let mut dwp = vec![zero::<T>(); d];
                 for (i, dxr) in dxc.chunks_exact_mut(d).enumerate() {
@@ -300,9 +390,15 @@ impl CustomOp3 for RmsNormBwd {
                     for j in 0..d {
                         dxr[j] = inv * (gw[j] - (xr[j] * inv) * c);
                     }
+                    if let Some(p) = plus {
+                        for (o, &pv) in dxr.iter_mut().zip(&p[(r0 + i) * d..][..d]) {
+                            *o += pv;
+                        }
+                    }
                 }
                 dwp
             });
+            let dw = &mut out[n * d..];
             for p in partials {
                 for (a, b) in dw.iter_mut().zip(p) {
                     *a += b;
@@ -376,8 +472,7 @@ impl CustomOp3 for Rope {
             let x = s1.as_slice::<T>()?;
             let cos = slice::<T>(s2, l2, self.name())?;
             let sin = slice::<T>(s3, l3, self.name())?;
-            let mut out = vec![zero::<T>(); b * h * l * hd];
-            row_tasks(&mut out, hd, rows_per_task(hd), |r0, oc| {
+            let (out, _) = row_tasks(b * h * l * hd, hd, rows_per_task(hd), |r0, oc| {
                 for (i, orow) in oc.chunks_exact_mut(hd).enumerate() {
                     let r = r0 + i;
                     let (bi, hi, li) = (r / (h * l), (r / l) % h, r % l);
@@ -438,8 +533,7 @@ impl CustomOp3 for RopeBwd {
             let g = slice::<T>(s1, l1, self.name())?;
             let cos = slice::<T>(s2, l2, self.name())?;
             let sin = slice::<T>(s3, l3, self.name())?;
-            let mut out = vec![zero::<T>(); g.len()];
-            row_tasks(&mut out, hd, rows_per_task(hd), |r0, oc| {
+            let (out, _) = row_tasks(g.len(), hd, rows_per_task(hd), |r0, oc| {
                 for (i, orow) in oc.chunks_exact_mut(hd).enumerate() {
                     let r = r0 + i;
                     let gr = &g[r * hd..][..hd];
@@ -508,8 +602,7 @@ impl CustomOp2 for SwiGlu {
         dispatch!(s1, self.name(), T => {
             let g = slice::<T>(s1, l1, self.name())?;
             let u = slice::<T>(s2, l2, self.name())?;
-            let mut out = vec![zero::<T>(); g.len()];
-            row_tasks(&mut out, 1, TASK_ELEMS, |i0, oc| {
+            let (out, _) = row_tasks(g.len(), 1, TASK_ELEMS, |i0, oc| {
                 let (gc, uc) = (&g[i0..][..oc.len()], &u[i0..][..oc.len()]);
                 for ((o, &g), &u) in oc.iter_mut().zip(gc).zip(uc) {
                     *o = (g / (one::<T>() + (-g).exp_())) * u;
@@ -561,9 +654,12 @@ impl CustomOp3 for SwiGluBwd {
             let u = slice::<T>(s2, l2, self.name())?;
             let dy = slice::<T>(s3, l3, self.name())?;
             let n = g.len();
-            let mut out = vec![zero::<T>(); 2 * n];
-            let (dg, du) = out.split_at_mut(n);
-            let task = |i0: usize, (dgc, duc): (&mut [T], &mut [T])| {
+            // [dgate; dup]: task k writes elements [k·TASK_ELEMS, ..) of both halves.
+            let tasks: Vec<usize> = (0..n.div_ceil(TASK_ELEMS)).collect();
+            let (out, _) = zeroed_tasks(2 * n, tasks, |k, out| {
+                let i0 = k * TASK_ELEMS;
+                let len = TASK_ELEMS.min(n - i0);
+                let (dgc, duc) = (out.piece(i0, len), out.piece(n + i0, len));
                 for (j, (a, b)) in dgc.iter_mut().zip(duc.iter_mut()).enumerate() {
                     let i = i0 + j;
                     let e = one::<T>() + (-g[i]).exp_();
@@ -572,13 +668,7 @@ impl CustomOp3 for SwiGluBwd {
                     *a = dy[i] * u[i] * (sig * (one::<T>() + g[i] * (one::<T>() - sig)));
                     *b = dy[i] * silu;
                 }
-            };
-            let pieces: Vec<_> = dg
-                .chunks_mut(TASK_ELEMS)
-                .zip(du.chunks_mut(TASK_ELEMS))
-                .enumerate()
-                .collect();
-            crate::team::map(pieces, &|(k, c)| task(k * TASK_ELEMS, c));
+            });
             Ok((T::to_cpu_storage_owned(out), Shape::from(2 * n)))
         })
     }
@@ -631,8 +721,7 @@ impl CustomOp2 for AttnSoftmax {
             let s = slice::<T>(s1, l1, self.name())?;
             let bias = slice::<T>(s2, l2, self.name())?;
             let scale = T::from_f64(self.scale);
-            let mut out = vec![zero::<T>(); s.len()];
-            row_tasks(&mut out, lk, rows_per_task(lk), |r0, oc| {
+            let (out, _) = row_tasks(s.len(), lk, rows_per_task(lk), |r0, oc| {
                 for (i, or) in oc.chunks_exact_mut(lk).enumerate() {
                     let r = r0 + i;
                     let sr = &s[r * lk..][..lk];
@@ -686,8 +775,7 @@ impl CustomOp2 for AttnSoftmaxBwd {
             let p = slice::<T>(s1, l1, self.name())?;
             let g = slice::<T>(s2, l2, self.name())?;
             let scale = T::from_f64(self.scale);
-            let mut out = vec![zero::<T>(); p.len()];
-            row_tasks(&mut out, lk, rows_per_task(lk), |r0, oc| {
+            let (out, _) = row_tasks(p.len(), lk, rows_per_task(lk), |r0, oc| {
                 for (i, or) in oc.chunks_exact_mut(lk).enumerate() {
                     let (pr, gr) = (&p[(r0 + i) * lk..][..lk], &g[(r0 + i) * lk..][..lk]);
                     let mut dot = zero::<T>();
@@ -825,8 +913,7 @@ impl CustomOp2 for LogSoftmaxGather {
         let tg = targets(s2, l2, n, v)?;
         dispatch!(s1, self.name(), T => {
             let x = slice::<T>(s1, l1, self.name())?;
-            let mut out = vec![zero::<T>(); n];
-            row_tasks(&mut out, 1, rows_per_task(v), |r0, oc| {
+            let (out, _) = row_tasks(n, 1, rows_per_task(v), |r0, oc| {
                 let mut buf = vec![zero::<T>(); v];
                 for (i, o) in oc.iter_mut().enumerate() {
                     let row = &x[(r0 + i) * v..][..v];
@@ -878,8 +965,7 @@ impl CustomOp3 for LogSoftmaxGatherBwd {
             if g.len() != n {
                 bail!("fused-log-softmax-gather-bwd: {} gradients for {n} rows", g.len());
             }
-            let mut out = vec![zero::<T>(); n * v];
-            row_tasks(&mut out, v, rows_per_task(v), |r0, oc| {
+            let (out, _) = row_tasks(n * v, v, rows_per_task(v), |r0, oc| {
                 for (i, or) in oc.chunks_exact_mut(v).enumerate() {
                     let r = r0 + i;
                     let (row, t, gi) = (&x[r * v..][..v], tg[r], g[r]);

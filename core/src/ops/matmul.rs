@@ -16,7 +16,7 @@
 // (`Operand::new`) and each task owns a disjoint block of the output.
 #![allow(unsafe_code)]
 
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 /// Below this many multiply-adds a product runs as one task (a pool hand-off costs more).
 const SERIAL_WORK: usize = 1 << 18;
@@ -38,6 +38,24 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `x · wᵀ` for a weight `w` [out, in] (a linear layer without bias).
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     matmul(x, &w.t()?)
+}
+
+/// `a · b + res`, recording nothing (for the hand-written backwards, which work on detached
+/// tensors): each task adds `res` to its block of the product right after computing it, so the
+/// sum is the one `(a.matmul(b) + res)` gives, bit for bit, without a pass of its own over the
+/// output. `res` has the product's shape; shapes or devices the split gemm does not take fall
+/// back to candle's ops.
+pub fn matmul_add(a: &Tensor, b: &Tensor, res: &Tensor) -> Result<Tensor> {
+    if !applies(a, b) || res.dtype() != a.dtype() || !res.device().is_cpu() {
+        return matmul(a, b)? + res;
+    }
+    let res = res.contiguous()?;
+    a.apply_op3_no_bwd(b, &res, &MatMulAdd)
+}
+
+/// `x · wᵀ + res` (a linear layer and a residual add), recording nothing; see [`matmul_add`].
+pub fn linear_add(x: &Tensor, w: &Tensor, res: &Tensor) -> Result<Tensor> {
+    matmul_add(x, &w.t()?, res)
 }
 
 fn applies(a: &Tensor, b: &Tensor) -> bool {
@@ -69,11 +87,11 @@ impl CustomOp2 for MatMul {
     ) -> Result<(CpuStorage, Shape)> {
         match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                let (v, s) = product(a, l1, b, l2)?;
+                let (v, s) = product(a, l1, b, l2, None)?;
                 Ok((CpuStorage::F32(v), s))
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                let (v, s) = product(a, l1, b, l2)?;
+                let (v, s) = product(a, l1, b, l2, None)?;
                 Ok((CpuStorage::F64(v), s))
             }
             _ => bail!("split-gemm: f32 or f64 operands of one dtype expected"),
@@ -97,6 +115,43 @@ impl CustomOp2 for MatMul {
             false => None,
         };
         Ok((ga, gb))
+    }
+}
+
+/// The product plus a residual of its shape (no backward: see [`matmul_add`]).
+struct MatMulAdd;
+
+impl CustomOp3 for MatMulAdd {
+    fn name(&self) -> &'static str {
+        "split-gemm-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn res<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+            match l.contiguous_offsets() {
+                Some((lo, hi)) => Ok(&s.as_slice::<T>()?[lo..hi]),
+                None => bail!("split-gemm-add: the residual must be contiguous"),
+            }
+        }
+        match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                let (v, s) = product(a, l1, b, l2, Some(res::<f32>(s3, l3)?))?;
+                Ok((CpuStorage::F32(v), s))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                let (v, s) = product(a, l1, b, l2, Some(res::<f64>(s3, l3)?))?;
+                Ok((CpuStorage::F64(v), s))
+            }
+            _ => bail!("split-gemm-add: f32 or f64 operands of one dtype expected"),
+        }
     }
 }
 
@@ -129,7 +184,7 @@ impl Operand {
 }
 
 /// The element types the product takes.
-trait Scalar: Copy + Send + Sync + 'static {
+trait Scalar: Copy + Send + Sync + std::ops::AddAssign + 'static {
     const ZERO: Self;
     const ONE: Self;
 }
@@ -151,7 +206,14 @@ struct Dst<T>(*mut T);
 unsafe impl<T> Send for Dst<T> {}
 unsafe impl<T> Sync for Dst<T> {}
 
-fn product<T: Scalar>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(Vec<T>, Shape)> {
+/// `a · b`, plus `res` (the output's shape, contiguous) where given.
+fn product<T: Scalar>(
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+    res: Option<&[T]>,
+) -> Result<(Vec<T>, Shape)> {
     let da = la.dims();
     let r = da.len();
     let (m, k, n) = (da[r - 2], da[r - 1], lb.dims()[r - 1]);
@@ -161,8 +223,12 @@ fn product<T: Scalar>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(Vec
     let mut shape = da.to_vec();
     shape[r - 1] = n;
     let total = batch * m * n;
+    if res.is_some_and(|r| r.len() != total) {
+        bail!("split-gemm-add: a residual of {total} elements expected");
+    }
     if k == 0 || total == 0 {
-        return Ok((vec![T::ZERO; total], Shape::from(shape)));
+        let out = res.map_or_else(|| vec![T::ZERO; total], <[T]>::to_vec);
+        return Ok((out, Shape::from(shape)));
     }
     // Cut along the longer output side, into enough slices that every worker gets one.
     let along_rows = m > n;
@@ -218,6 +284,17 @@ fn product<T: Scalar>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(Vec
                 false,
                 gemm::Parallelism::None,
             );
+        }
+        if let Some(res) = res {
+            // The block just written, still in cache: `rows` runs of `cols` elements, `n` apart.
+            for r in 0..rows {
+                let at = d_at + r * n;
+                // SAFETY: inside this task's block, written by the gemm call above.
+                let dst = unsafe { std::slice::from_raw_parts_mut(d.0.add(at), cols) };
+                for (o, &x) in dst.iter_mut().zip(&res[at..at + cols]) {
+                    *o += x;
+                }
+            }
         }
     };
     let tasks = batch * slices;
