@@ -1,7 +1,8 @@
 //! The fused training block (`model::block_grad`: five graph nodes, hand-written backward)
 //! against the block built from candle ops: the same logits bit for bit, and the same
 //! gradients of the input embedding and every weight, in f32 and f64, with padding, GQA and
-//! activation checkpointing. A plain `loss.backward()` must see every weight.
+//! activation checkpointing. A plain `loss.backward()` must see every weight, and so must
+//! `remat::backward`, whose weight gradients skip candle's accumulation (`ops::deferred`).
 
 use candle_core::{DType, Device, Tensor};
 use workbench_core::model::block_grad::with_fused_blocks;
@@ -110,4 +111,49 @@ fn fused_block_matches_with_padding_gqa_and_a_plain_backward() {
 fn fused_block_matches_under_activation_checkpointing() {
     let m = model(4, DType::F64).with_checkpointing(true);
     compare(&m, None, 1e-11, false);
+}
+
+/// Two forwards of one model in one loss: every weight's gradient is the sum over both, the
+/// same whether candle accumulates it (a plain backward) or the fused block and the linear
+/// layers hand it over (`remat::backward`, through `ops::deferred`).
+#[test]
+fn a_weight_used_by_two_forwards_gets_both_gradients_either_way() {
+    let m = model(4, DType::F64);
+    let other: Vec<u32> = (0..2 * 9).map(|i| (i * 5 + 1) % 60).collect();
+    let other = Tensor::from_vec(other, (2, 9), &Device::Cpu).unwrap();
+    let grads = |plain: bool| {
+        let a = m
+            .forward(&ids(), None)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let b = m.forward(&other, None).unwrap().sum_all().unwrap();
+        let loss = (a + b).unwrap();
+        let g = if plain {
+            loss.backward().unwrap()
+        } else {
+            remat::backward(&loss).unwrap()
+        };
+        m.trainable_vars()
+            .into_iter()
+            .map(|(name, v)| {
+                let t = g
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("{name}: no gradient"));
+                let t = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                (name, t)
+            })
+            .collect::<Vec<_>>()
+    };
+    for ((name, a), (_, b)) in grads(true).iter().zip(&grads(false)) {
+        let scale = a.iter().fold(0f64, |s, x| s.max(x.abs()));
+        assert!(scale > 0.0, "{name}: zero gradient");
+        let err = a.iter().zip(b).fold(0f64, |s, (x, y)| s.max((x - y).abs()));
+        assert!(
+            err <= 1e-12 * scale,
+            "{name}: max |Δg| {err:e} vs {scale:e}"
+        );
+    }
 }

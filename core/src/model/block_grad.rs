@@ -16,15 +16,16 @@
 //! (the formulas of the fused ops' own backwards, each residual sum done in the pass that
 //! makes its last term) and leaves them in the chain's shared cell, where the other nodes pick
 //! up theirs. Gradients stay ordinary candle gradients: a plain `loss.backward()` sees every
-//! weight, nothing lives outside the graph.
+//! weight, nothing lives outside the graph; inside [`deferred::backward`] (what
+//! [`super::remat::backward`] runs) the weights' gradients skip candle's accumulation.
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::llada::{Block, Frame};
-use crate::ops::fused;
 use crate::ops::matmul::{linear, linear_add, matmul, matmul_add};
+use crate::ops::{deferred, fused};
 
 /// The block's weights in `BLOCK_TENSORS` order: attn_norm, q, k, v, attn_out, ff_norm,
 /// ff_proj, up, ff_out.
@@ -223,9 +224,10 @@ impl Chain {
     }
 }
 
-/// The first and middle nodes: each returns the block output and carries two weights (`slots`);
-/// the first also carries the input, whose gradient it hands on; the others pass the output
-/// gradient through.
+/// The first and middle nodes: each carries two weights (`slots`) and returns a one-element
+/// token that only links it to the next node (a block-sized link would cost candle's backward
+/// a zero-filled buffer and an add per node); the first also carries the input, whose gradient
+/// it hands on.
 struct Carry {
     chain: Arc<Chain>,
     slots: [usize; 2],
@@ -239,21 +241,25 @@ impl CustomOp3 for Carry {
 
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
+        s1: &CpuStorage,
         _: &Layout,
         _: &CpuStorage,
         _: &Layout,
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fused::hand_over(&self.chain.saved.out)
+        let token = match s1 {
+            CpuStorage::F64(_) => CpuStorage::F64(vec![0.0]),
+            _ => CpuStorage::F32(vec![0.0]),
+        };
+        Ok((token, Shape::from(1)))
     }
 
     fn bwd(
         &self,
         _: &Tensor,
-        _: &Tensor,
-        _: &Tensor,
+        wa: &Tensor,
+        wb: &Tensor,
         _: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -264,7 +270,8 @@ impl CustomOp3 for Carry {
         } else {
             grad.clone()
         };
-        Ok((Some(first), g.dw[a].clone(), g.dw[b].clone()))
+        let dw = |w: &Tensor, i: usize| g.dw[i].clone().and_then(|d| deferred::hand(w, d));
+        Ok((Some(first), dw(wa, a), dw(wb, b)))
     }
 }
 
@@ -288,18 +295,18 @@ impl CustomOp2 for Last {
 
     fn bwd(
         &self,
-        _: &Tensor,
-        _: &Tensor,
+        token: &Tensor,
+        w8: &Tensor,
         _: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = Arc::new(self.0.backward(grad)?);
-        let d8 = g.dw[8].clone();
+        let d8 = g.dw[8].clone().and_then(|d| deferred::hand(w8, d));
         *self
             .0
             .grads
             .lock()
             .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Some(g);
-        Ok((Some(grad.clone()), d8))
+        Ok((Some(token.zeros_like()?), d8))
     }
 }

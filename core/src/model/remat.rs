@@ -21,7 +21,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use super::llada::{Frame, Llada};
-use crate::ops::fused;
+use crate::ops::{deferred, fused};
 
 /// One checkpointed forward waiting for its backward.
 struct Pending {
@@ -75,7 +75,7 @@ pub(crate) fn forward(model: &Llada, embedded: Tensor, frame: Frame) -> Result<T
 /// Backpropagates from a one-element `loss` through ordinary and checkpointed graphs alike;
 /// the returned store holds the gradient of every variable the loss depends on.
 pub fn backward(loss: &Tensor) -> Result<GradStore> {
-    let mut grads = loss.backward()?;
+    let mut grads = deferred::backward(loss)?;
     let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     for p in pending.into_iter().rev() {
         let Some(mut g) = grads.remove(p.leaf.as_tensor()) else {
@@ -85,7 +85,7 @@ pub fn backward(loss: &Tensor) -> Result<GradStore> {
         for (i, block) in p.model.blocks().iter().enumerate().rev() {
             let input = Var::from_tensor(&p.inputs[i])?;
             let out = block.forward(input.as_tensor(), &p.frame, i)?;
-            let local = (out * &g)?.sum_all()?.backward()?;
+            let local = deferred::backward(&(out * &g)?.sum_all()?)?;
             add_into(&mut grads, &local, &vars)?;
             g = match local.get(input.as_tensor()) {
                 Some(gi) => gi.clone(),
@@ -93,7 +93,7 @@ pub fn backward(loss: &Tensor) -> Result<GradStore> {
             };
         }
         if vars.iter().any(|(n, _)| n == super::names::WTE) {
-            let local = (p.embedded * &g)?.sum_all()?.backward()?;
+            let local = deferred::backward(&(p.embedded * &g)?.sum_all()?)?;
             add_into(&mut grads, &local, &vars)?;
         }
     }

@@ -35,9 +35,17 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.apply_op2(b, MatMul)
 }
 
-/// `x · wᵀ` for a weight `w` [out, in] (a linear layer without bias).
+/// `x · wᵀ` for a weight `w` [out, in] (a linear layer without bias), differentiable in both.
+/// For x [rows, in] on CPU f32/f64 one graph node over `x` and `w` themselves (the product is
+/// [`matmul`]'s, bit for bit): its backward makes dw = gᵀ x in w's own [out, in] layout and
+/// hands it to [`super::deferred`], where a `w.t()` node would cost candle's backward a
+/// transposed add into a zero-filled buffer.
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    matmul(x, &w.t()?)
+    let wt = w.t()?;
+    if x.rank() != 2 || w.rank() != 2 || !applies(x, &wt) {
+        return matmul(x, &wt);
+    }
+    x.apply_op2(w, Linear)
 }
 
 /// `a · b + res`, recording nothing (for the hand-written backwards, which work on detached
@@ -115,6 +123,44 @@ impl CustomOp2 for MatMul {
             false => None,
         };
         Ok((ga, gb))
+    }
+}
+
+/// `x · wᵀ` with w [out, in] as the op's argument (see [`linear`]).
+struct Linear;
+
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        "split-gemm-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        MatMul.cpu_fwd(s1, l1, s2, &l2.transpose(0, 1)?)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.detach();
+        let gx = match x.track_op() {
+            true => Some(matmul(&g, &w.detach())?),
+            false => None,
+        };
+        let gw = match w.track_op() {
+            true => super::deferred::hand(w, matmul(&g.t()?, &x.detach())?),
+            false => None,
+        };
+        Ok((gx, gw))
     }
 }
 

@@ -8,6 +8,7 @@
 //! as single-pass CPU kernels with their own backward passes; the model and the estimators use
 //! those, which fall back to the compositions here off the CPU or outside f32/f64.
 
+pub mod deferred;
 pub mod fused;
 pub mod matmul;
 

@@ -34,7 +34,7 @@ use serde_json::Value;
 use super::estimators::{self, HostIds};
 use super::losses::{self, KlKind, MdpoLossConfig, Normalise, RatioLevel, Reduction};
 use super::sft::{self, SftNormaliser};
-use crate::model::{Llada, LoadOptions};
+use crate::model::{remat, Llada, LoadOptions};
 
 /// The README's recommended tolerances.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -592,7 +592,7 @@ fn d1(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
         let name = format!("loss.mu{k}");
         rep.loss(&name, &loss, fx.scalar(&name)?)?;
         if name == fx.grad_of {
-            grad = Some(loss.backward()?);
+            grad = Some(remat::backward(&loss)?);
         }
     }
     grad.with_context(|| format!("no inner iteration computes `{}`", fx.grad_of))
@@ -654,7 +654,7 @@ fn cj(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
     }
     let loss = (total.context("the trajectory has no steps")? / steps as f64)?;
     rep.loss("loss", &loss, fx.scalar("loss")?)?;
-    Ok(loss.backward()?)
+    Ok(remat::backward(&loss)?)
 }
 
 /// MDPO: per-step advantages of the step rewards, the top-k steps by |Â|, then for every
@@ -792,7 +792,7 @@ fn mdpo(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
     );
     let loss = (total.context("the fixture records no micro-batch")? / g as f64)?;
     rep.loss("loss_total", &loss, fx.scalar("loss_total")?)?;
-    Ok(loss.backward()?)
+    Ok(remat::backward(&loss)?)
 }
 
 /// IGPO: r = Σ reward functions, A = r − group mean; per inner iteration the fully masked
@@ -847,7 +847,7 @@ fn igpo(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
         let name = format!("loss.mu{k}");
         rep.loss(&name, &loss, fx.scalar(&name)?)?;
         if name == fx.grad_of {
-            grad = Some(loss.backward()?);
+            grad = Some(remat::backward(&loss)?);
         }
     }
     grad.with_context(|| format!("no inner iteration computes `{}`", fx.grad_of))
@@ -894,7 +894,7 @@ fn sft_case(c: &Ctx, rep: &mut Recorder) -> Result<GradStore> {
         format!("{bad} positions differ"),
     );
     rep.loss("loss", &out.loss, fx.scalar("loss")?)?;
-    Ok(out.loss.backward()?)
+    Ok(remat::backward(&out.loss)?)
 }
 
 const WTE: &str = "model.transformer.wte.weight";
