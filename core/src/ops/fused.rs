@@ -28,14 +28,17 @@ pub fn supported(t: &Tensor) -> bool {
 }
 
 /// Float element types of the kernels.
-trait Real: WithDType {
+trait Real: WithDType + std::ops::Neg<Output = Self> {
     fn exp_(self) -> Self;
     fn ln_(self) -> Self;
     fn sqrt_(self) -> Self;
     fn max_(self, other: Self) -> Self;
 }
 
+// `inline(always)` here and on the row helpers below: the wide-vector copies of the row
+// kernels ([`wide`]) only get wide instructions for code inlined into them.
 impl Real for f32 {
+    #[inline(always)]
     fn exp_(self) -> Self {
         exp_f32(self)
     }
@@ -45,6 +48,7 @@ impl Real for f32 {
     fn sqrt_(self) -> Self {
         self.sqrt()
     }
+    #[inline(always)]
     fn max_(self, other: Self) -> Self {
         self.max(other)
     }
@@ -818,13 +822,100 @@ pub fn attention_softmax(scores: &Tensor, scale: f64, bias: Option<&Tensor>) -> 
 // ---------------------------------------------------------------------------------------------
 // Log-softmax gathered at targets
 
-struct LogSoftmaxGather;
-struct LogSoftmaxGatherBwd;
+/// The forward keeps each row's max and log-sum-exp (`stats`, [m, lse] per row) for the
+/// backward, which then needs one pass over the logits instead of three.
+#[derive(Default)]
+struct LogSoftmaxGather {
+    stats: std::sync::Mutex<Option<Vec<f64>>>,
+}
+
+struct LogSoftmaxGatherBwd {
+    stats: Vec<f64>,
+}
+
+/// Copies of the vocabulary-row kernels compiled for AVX-512 or AVX2, picked at run time:
+/// the same operations in the same order per element (no fused multiply-add is introduced),
+/// so every width gives the same bits; the baseline build only has SSE2's four lanes.
+mod wide {
+    use super::{lse_grad_row, max_lse, Real};
+
+    /// [`max_lse`] on the widest vector unit this CPU has.
+    #[allow(unsafe_code)]
+    pub(super) fn max_lse_row<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                return unsafe { max_lse_avx512(row, buf) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { max_lse_avx2(row, buf) };
+            }
+        }
+        max_lse(row, buf)
+    }
+
+    /// [`lse_grad_row`] on the widest vector unit this CPU has.
+    #[allow(unsafe_code)]
+    pub(super) fn grad_row<T: Real>(row: &[T], out: &mut [T], m: T, lse: T, g: T) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                return unsafe { grad_avx512(row, out, m, lse, g) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { grad_avx2(row, out, m, lse, g) };
+            }
+        }
+        lse_grad_row(row, out, m, lse, g)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn max_lse_avx512<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
+        max_lse(row, buf)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn max_lse_avx2<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
+        max_lse(row, buf)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn grad_avx512<T: Real>(row: &[T], out: &mut [T], m: T, lse: T, g: T) {
+        lse_grad_row(row, out, m, lse, g)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn grad_avx2<T: Real>(row: &[T], out: &mut [T], m: T, lse: T, g: T) {
+        lse_grad_row(row, out, m, lse, g)
+    }
+}
+
+/// One row of the gathered log-softmax's backward without its target term:
+/// `out = −g · e^((x − m) − lse)`, the softmax from the forward's row statistics.
+#[inline(always)]
+fn lse_grad_row<T: Real>(row: &[T], out: &mut [T], m: T, lse: T, g: T) {
+    for (o, &x) in out.iter_mut().zip(row) {
+        *o = -(g * ((x - m) - lse).exp_());
+    }
+}
 
 /// Row max and log-sum-exp of the shifted row; `buf` (the row's length) receives the
 /// exponentials. The sum runs in eight lanes (a vocabulary row has no padding whose bits must
 /// stay out of the sum, unlike attention rows): a sequential 8192-term sum was ~6% of a d1
 /// training step, one add latency per term.
+#[inline(always)]
 fn max_lse<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
     let m = row_max(row);
     for (b, &v) in buf.iter_mut().zip(row) {
@@ -834,6 +925,7 @@ fn max_lse<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
 }
 
 /// Sum of a row in eight independent lanes, combined pairwise at the end.
+#[inline(always)]
 fn lane_sum<T: Real>(row: &[T]) -> T {
     let mut acc = [zero::<T>(); 8];
     let chunks = row.chunks_exact(8);
@@ -851,6 +943,7 @@ fn lane_sum<T: Real>(row: &[T]) -> T {
 }
 
 /// Maximum of a non-empty row, in eight independent lanes.
+#[inline(always)]
 fn row_max<T: Real>(row: &[T]) -> T {
     let mut acc = [row[0]; 8];
     let chunks = row.chunks_exact(8);
@@ -913,15 +1006,21 @@ impl CustomOp2 for LogSoftmaxGather {
         let tg = targets(s2, l2, n, v)?;
         dispatch!(s1, self.name(), T => {
             let x = slice::<T>(s1, l1, self.name())?;
-            let (out, _) = row_tasks(n, 1, rows_per_task(v), |r0, oc| {
+            let (out, stats) = row_tasks(n, 1, rows_per_task(v), |r0, oc| {
                 let mut buf = vec![zero::<T>(); v];
+                let mut stats = Vec::with_capacity(2 * oc.len());
                 for (i, o) in oc.iter_mut().enumerate() {
                     let row = &x[(r0 + i) * v..][..v];
                     let t = tg[r0 + i];
-                    let (m, lse) = max_lse(row, &mut buf);
+                    let (m, lse) = wide::max_lse_row(row, &mut buf);
                     *o = (row[t] - m) - lse;
+                    stats.extend([m.to_f64(), lse.to_f64()]);
                 }
+                stats
             });
+            if let Ok(mut kept) = self.stats.lock() {
+                *kept = Some(stats.concat());
+            }
             Ok((T::to_cpu_storage_owned(out), Shape::from(n)))
         })
     }
@@ -934,7 +1033,11 @@ impl CustomOp2 for LogSoftmaxGather {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = grad.contiguous()?;
-        let dx = logits.apply_op3_no_bwd(targets, &g, &LogSoftmaxGatherBwd)?;
+        let stats = match self.stats.lock().ok().and_then(|s| s.clone()) {
+            Some(s) => s,
+            None => bail!("fused-log-softmax-gather: backward before the forward kept its rows"),
+        };
+        let dx = logits.apply_op3_no_bwd(targets, &g, &LogSoftmaxGatherBwd { stats })?;
         Ok((Some(dx), None))
     }
 }
@@ -944,7 +1047,8 @@ impl CustomOp3 for LogSoftmaxGatherBwd {
         "fused-log-softmax-gather-bwd"
     }
 
-    /// logits [N, V], targets [N], incoming gradient [N] → `g · (onehot(target) − softmax)`.
+    /// logits [N, V], targets [N], incoming gradient [N] → `g · (onehot(target) − softmax)`,
+    /// the softmax from the forward's row statistics.
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -965,16 +1069,16 @@ impl CustomOp3 for LogSoftmaxGatherBwd {
             if g.len() != n {
                 bail!("fused-log-softmax-gather-bwd: {} gradients for {n} rows", g.len());
             }
+            let stats = &self.stats;
+            if stats.len() != 2 * n {
+                bail!("fused-log-softmax-gather-bwd: row statistics for {} rows, not {n}", stats.len() / 2);
+            }
             let (out, _) = row_tasks(n * v, v, rows_per_task(v), |r0, oc| {
                 for (i, or) in oc.chunks_exact_mut(v).enumerate() {
                     let r = r0 + i;
                     let (row, t, gi) = (&x[r * v..][..v], tg[r], g[r]);
-                    let (_, lse) = max_lse(row, or);
-                    // softmax = e^(x − m) / e^lse; the exponentials are already in `or`.
-                    let inv = one::<T>() / lse.exp_();
-                    for o in or.iter_mut() {
-                        *o = -(gi * (*o * inv));
-                    }
+                    let (m, lse) = (T::from_f64(stats[2 * r]), T::from_f64(stats[2 * r + 1]));
+                    wide::grad_row(row, or, m, lse, gi);
                     or[t] += gi;
                 }
             });
@@ -998,7 +1102,7 @@ pub fn log_softmax_gather(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     }
     logits
         .contiguous()?
-        .apply_op2(&targets.contiguous()?, LogSoftmaxGather)
+        .apply_op2(&targets.contiguous()?, LogSoftmaxGather::default())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1154,7 +1258,24 @@ pub fn attention(
 
 #[cfg(test)]
 mod tests {
-    use super::exp_f32;
+    use super::{exp_f32, lse_grad_row, max_lse, wide};
+
+    /// The AVX-512 / AVX2 copies of the vocabulary-row kernels give the baseline's bits (on a
+    /// CPU without them the dispatch runs the baseline and this holds trivially).
+    #[test]
+    fn wide_row_kernels_give_the_baseline_bits() {
+        let row: Vec<f32> = (0..8197)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 37.0)
+            .collect();
+        let (mut a, mut b) = (vec![0f32; row.len()], vec![0f32; row.len()]);
+        let (m0, l0) = max_lse(&row, &mut a);
+        let (m1, l1) = wide::max_lse_row(&row, &mut b);
+        assert_eq!((m0.to_bits(), l0.to_bits()), (m1.to_bits(), l1.to_bits()));
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        lse_grad_row(&row, &mut a, m0, l0, 0.3);
+        wide::grad_row(&row, &mut b, m0, l0, 0.3);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
 
     #[test]
     fn exp_f32_is_within_two_ulp_and_zero_below_the_normal_range() {
