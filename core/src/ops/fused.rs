@@ -106,10 +106,12 @@ fn exp_f32(x: f32) -> f32 {
     }
 }
 
+#[inline(always)]
 fn zero<T: Real>() -> T {
     T::from_f64(0.0)
 }
 
+#[inline(always)]
 fn one<T: Real>() -> T {
     T::from_f64(1.0)
 }
@@ -608,9 +610,7 @@ impl CustomOp2 for SwiGlu {
             let u = slice::<T>(s2, l2, self.name())?;
             let (out, _) = row_tasks(g.len(), 1, TASK_ELEMS, |i0, oc| {
                 let (gc, uc) = (&g[i0..][..oc.len()], &u[i0..][..oc.len()]);
-                for ((o, &g), &u) in oc.iter_mut().zip(gc).zip(uc) {
-                    *o = (g / (one::<T>() + (-g).exp_())) * u;
-                }
+                wide::swiglu(gc, uc, oc);
             });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
         })
@@ -664,17 +664,31 @@ impl CustomOp3 for SwiGluBwd {
                 let i0 = k * TASK_ELEMS;
                 let len = TASK_ELEMS.min(n - i0);
                 let (dgc, duc) = (out.piece(i0, len), out.piece(n + i0, len));
-                for (j, (a, b)) in dgc.iter_mut().zip(duc.iter_mut()).enumerate() {
-                    let i = i0 + j;
-                    let e = one::<T>() + (-g[i]).exp_();
-                    let sig = one::<T>() / e;
-                    let silu = g[i] / e;
-                    *a = dy[i] * u[i] * (sig * (one::<T>() + g[i] * (one::<T>() - sig)));
-                    *b = dy[i] * silu;
-                }
+                let at = i0..i0 + len;
+                wide::swiglu_bwd(&g[at.clone()], &u[at.clone()], &dy[at], dgc, duc);
             });
             Ok((T::to_cpu_storage_owned(out), Shape::from(2 * n)))
         })
+    }
+}
+
+/// [`SwiGlu`] over a run of elements: `out = silu(g) · u`.
+#[inline(always)]
+fn swiglu_run<T: Real>(g: &[T], u: &[T], out: &mut [T]) {
+    for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+        *o = (g / (one::<T>() + (-g).exp_())) * u;
+    }
+}
+
+/// [`SwiGluBwd`] over a run of elements: `dg = dy · u · silu'(g)`, `du = dy · silu(g)`.
+#[inline(always)]
+fn swiglu_bwd_run<T: Real>(g: &[T], u: &[T], dy: &[T], dg: &mut [T], du: &mut [T]) {
+    for (i, (a, b)) in dg.iter_mut().zip(du.iter_mut()).enumerate() {
+        let e = one::<T>() + (-g[i]).exp_();
+        let sig = one::<T>() / e;
+        let silu = g[i] / e;
+        *a = dy[i] * u[i] * (sig * (one::<T>() + g[i] * (one::<T>() - sig)));
+        *b = dy[i] * silu;
     }
 }
 
@@ -730,17 +744,7 @@ impl CustomOp2 for AttnSoftmax {
                     let r = r0 + i;
                     let sr = &s[r * lk..][..lk];
                     let br = &bias[(r / (h * lq)) * lk..][..lk];
-                    for ((o, &sv), &bv) in or.iter_mut().zip(sr).zip(br) {
-                        *o = sv * scale + bv;
-                    }
-                    let m = row_max(or);
-                    for o in or.iter_mut() {
-                        *o = (*o - m).exp_();
-                    }
-                    let sum = row_sum(or);
-                    for o in or.iter_mut() {
-                        *o /= sum;
-                    }
+                    wide::attn_softmax_row(sr, br, scale, or);
                 }
             });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
@@ -782,17 +786,40 @@ impl CustomOp2 for AttnSoftmaxBwd {
             let (out, _) = row_tasks(p.len(), lk, rows_per_task(lk), |r0, oc| {
                 for (i, or) in oc.chunks_exact_mut(lk).enumerate() {
                     let (pr, gr) = (&p[(r0 + i) * lk..][..lk], &g[(r0 + i) * lk..][..lk]);
-                    let mut dot = zero::<T>();
-                    for j in 0..lk {
-                        dot += pr[j] * gr[j];
-                    }
-                    for j in 0..lk {
-                        or[j] = scale * pr[j] * (gr[j] - dot);
-                    }
+                    wide::attn_softmax_grad_row(pr, gr, scale, or);
                 }
             });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
         })
+    }
+}
+
+/// One row of [`AttnSoftmax`]: `out = softmax(s · scale + bias)`.
+#[inline(always)]
+fn softmax_row<T: Real>(s: &[T], bias: &[T], scale: T, out: &mut [T]) {
+    for ((o, &sv), &bv) in out.iter_mut().zip(s).zip(bias) {
+        *o = sv * scale + bv;
+    }
+    let m = row_max(out);
+    for o in out.iter_mut() {
+        *o = (*o - m).exp_();
+    }
+    let sum = row_sum(out);
+    for o in out.iter_mut() {
+        *o /= sum;
+    }
+}
+
+/// One row of [`AttnSoftmaxBwd`]: `out = scale · p ⊙ (g − Σ_k g_k p_k)`, the sum in order
+/// (see [`row_sum`]).
+#[inline(always)]
+fn attn_grad_row<T: Real>(p: &[T], g: &[T], scale: T, out: &mut [T]) {
+    let mut dot = zero::<T>();
+    for (&pv, &gv) in p.iter().zip(g) {
+        dot += pv * gv;
+    }
+    for ((o, &pv), &gv) in out.iter_mut().zip(p).zip(g) {
+        *o = scale * pv * (gv - dot);
     }
 }
 
@@ -833,73 +860,68 @@ struct LogSoftmaxGatherBwd {
     stats: Vec<f64>,
 }
 
-/// Copies of the vocabulary-row kernels compiled for AVX-512 or AVX2, picked at run time:
-/// the same operations in the same order per element (no fused multiply-add is introduced),
-/// so every width gives the same bits; the baseline build only has SSE2's four lanes.
+/// Copies of the row kernels compiled for AVX-512 or AVX2, picked at run time: the same
+/// operations in the same order per element (no fused multiply-add is introduced), so every
+/// width gives the same bits; the baseline build only has SSE2's four lanes.
 mod wide {
-    use super::{lse_grad_row, max_lse, Real};
+    use super::{
+        attn_grad_row, lse_grad_row, max_lse, softmax_row, swiglu_bwd_run, swiglu_run, Real,
+    };
 
-    /// [`max_lse`] on the widest vector unit this CPU has.
-    #[allow(unsafe_code)]
-    pub(super) fn max_lse_row<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked just above).
-                return unsafe { max_lse_avx512(row, buf) };
+    /// `pub(super) fn $name` running `$base` on the widest vector unit the CPU has.
+    macro_rules! widest {
+        ($(#[$doc:meta])* fn $name:ident($($a:ident: $t:ty),*) $(-> $r:ty)? = $base:ident) => {
+            $(#[$doc])*
+            #[allow(unsafe_code)]
+            pub(super) fn $name<T: Real>($($a: $t),*) $(-> $r)? {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx512f")]
+                    unsafe fn avx512<T: Real>($($a: $t),*) $(-> $r)? {
+                        $base($($a),*)
+                    }
+                    #[target_feature(enable = "avx2")]
+                    unsafe fn avx2<T: Real>($($a: $t),*) $(-> $r)? {
+                        $base($($a),*)
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU has AVX-512F (checked just above).
+                        return unsafe { avx512($($a),*) };
+                    }
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: the CPU has AVX2 (checked just above).
+                        return unsafe { avx2($($a),*) };
+                    }
+                }
+                $base($($a),*)
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                return unsafe { max_lse_avx2(row, buf) };
-            }
-        }
-        max_lse(row, buf)
+        };
     }
 
-    /// [`lse_grad_row`] on the widest vector unit this CPU has.
-    #[allow(unsafe_code)]
-    pub(super) fn grad_row<T: Real>(row: &[T], out: &mut [T], m: T, lse: T, g: T) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked just above).
-                return unsafe { grad_avx512(row, out, m, lse, g) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                return unsafe { grad_avx2(row, out, m, lse, g) };
-            }
-        }
-        lse_grad_row(row, out, m, lse, g)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn max_lse_avx512<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
-        max_lse(row, buf)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2")]
-    unsafe fn max_lse_avx2<T: Real>(row: &[T], buf: &mut [T]) -> (T, T) {
-        max_lse(row, buf)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn grad_avx512<T: Real>(row: &[T], out: &mut [T], m: T, lse: T, g: T) {
-        lse_grad_row(row, out, m, lse, g)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2")]
-    unsafe fn grad_avx2<T: Real>(row: &[T], out: &mut [T], m: T, lse: T, g: T) {
-        lse_grad_row(row, out, m, lse, g)
-    }
+    widest!(
+        /// [`max_lse`].
+        fn max_lse_row(row: &[T], buf: &mut [T]) -> (T, T) = max_lse
+    );
+    widest!(
+        /// [`lse_grad_row`].
+        fn grad_row(row: &[T], out: &mut [T], m: T, lse: T, g: T) = lse_grad_row
+    );
+    widest!(
+        /// [`softmax_row`].
+        fn attn_softmax_row(s: &[T], bias: &[T], scale: T, out: &mut [T]) = softmax_row
+    );
+    widest!(
+        /// [`attn_grad_row`].
+        fn attn_softmax_grad_row(p: &[T], g: &[T], scale: T, out: &mut [T]) = attn_grad_row
+    );
+    widest!(
+        /// [`swiglu_run`].
+        fn swiglu(g: &[T], u: &[T], out: &mut [T]) = swiglu_run
+    );
+    widest!(
+        /// [`swiglu_bwd_run`].
+        fn swiglu_bwd(g: &[T], u: &[T], dy: &[T], dg: &mut [T], du: &mut [T]) = swiglu_bwd_run
+    );
 }
 
 /// One row of the gathered log-softmax's backward without its target term:
@@ -963,6 +985,7 @@ fn row_max<T: Real>(row: &[T]) -> T {
 /// Sum of a row, left to right. Sequential on purpose: leading zeros (the probabilities of
 /// left-padded keys) then leave the sum bit for bit what it is without them, so a padded row
 /// gets exactly the numbers it gets alone.
+#[inline(always)]
 fn row_sum<T: Real>(row: &[T]) -> T {
     let mut s = zero::<T>();
     for &v in row {
@@ -1258,10 +1281,17 @@ pub fn attention(
 
 #[cfg(test)]
 mod tests {
-    use super::{exp_f32, lse_grad_row, max_lse, wide};
+    use super::{
+        attn_grad_row, exp_f32, lse_grad_row, max_lse, softmax_row, swiglu_bwd_run, swiglu_run,
+        wide,
+    };
 
-    /// The AVX-512 / AVX2 copies of the vocabulary-row kernels give the baseline's bits (on a
-    /// CPU without them the dispatch runs the baseline and this holds trivially).
+    fn same(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    /// The AVX-512 / AVX2 copies of the row kernels give the baseline's bits (on a CPU without
+    /// them the dispatch runs the baseline and this holds trivially).
     #[test]
     fn wide_row_kernels_give_the_baseline_bits() {
         let row: Vec<f32> = (0..8197)
@@ -1274,7 +1304,28 @@ mod tests {
         assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
         lse_grad_row(&row, &mut a, m0, l0, 0.3);
         wide::grad_row(&row, &mut b, m0, l0, 0.3);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(same(&a, &b));
+        // Attention rows with a padding bias, and SwiGLU runs (odd lengths: vector tails).
+        let n = 203;
+        let bias: Vec<f32> = (0..n)
+            .map(|j| if j < 5 { -f32::MAX } else { 0.0 })
+            .collect();
+        let (s, g) = (&row[..n], &row[1000..1000 + n]);
+        let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+        softmax_row(s, &bias, 0.17, &mut a);
+        wide::attn_softmax_row(s, &bias, 0.17, &mut b);
+        assert!(same(&a, &b));
+        let p = a.clone();
+        attn_grad_row(&p, g, 0.17, &mut a);
+        wide::attn_softmax_grad_row(&p, g, 0.17, &mut b);
+        assert!(same(&a, &b));
+        swiglu_run(s, g, &mut a);
+        wide::swiglu(s, g, &mut b);
+        assert!(same(&a, &b));
+        let (mut c, mut d) = (vec![0f32; n], vec![0f32; n]);
+        swiglu_bwd_run(s, g, &p, &mut a, &mut c);
+        wide::swiglu_bwd(s, g, &p, &mut b, &mut d);
+        assert!(same(&a, &b) && same(&c, &d));
     }
 
     #[test]
