@@ -289,3 +289,38 @@ fn attention_matches_composite_in_values_and_all_three_gradients() {
         }
     }
 }
+
+/// The fused attention runs one task per (batch, head); its output must be, bit for bit, the
+/// split-gemm product, the fused softmax and the product again run over the whole batch (what
+/// it computed before, and what inference and training both rely on), with fewer queries than
+/// keys as under a KV cache.
+#[test]
+fn per_head_attention_gives_the_bits_of_the_batched_ops() {
+    use workbench_core::ops::matmul::matmul;
+    for dtype in [DType::F32, DType::F64] {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let (b, h, lq, lk, hd) = (2, 3, 5, 9, 8);
+        let q = rand_tensor(&mut rng, &[b, h, lq, hd], dtype, 1.0);
+        let k = rand_tensor(&mut rng, &[b, h, lk, hd], dtype, 1.0);
+        let v = rand_tensor(&mut rng, &[b, h, lk, hd], dtype, 1.0);
+        let mut m = vec![0f64; b * lk];
+        m[lk] = -f64::from(f32::MAX);
+        let bias = Tensor::from_vec(m, (b, 1, 1, lk), &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+        let bits = |t: &Tensor| -> Vec<u64> { to_f64(t).into_iter().map(f64::to_bits).collect() };
+        for bias in [None, Some(&bias)] {
+            let probs =
+                fused::attention_softmax(&matmul(&q, &k.t().unwrap()).unwrap(), 0.3, bias).unwrap();
+            let want = matmul(&probs, &v).unwrap();
+            let got = fused::attention(&q, &k, &v, 0.3, bias).unwrap();
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{dtype:?}, bias {}",
+                bias.is_some()
+            );
+        }
+    }
+}

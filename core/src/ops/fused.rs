@@ -19,7 +19,7 @@ use candle_core::{
     WithDType, D,
 };
 
-use super::matmul::matmul;
+use super::matmul::{gemm_into, Scalar};
 use super::{rms_norm as rms_norm_composite, rope as rope_composite, softmax, upcast};
 
 /// Whether the fused kernels serve `t`: a CPU tensor in f32 or f64.
@@ -28,7 +28,7 @@ pub fn supported(t: &Tensor) -> bool {
 }
 
 /// Float element types of the kernels.
-trait Real: WithDType + std::ops::Neg<Output = Self> {
+trait Real: WithDType + Scalar + std::ops::Neg<Output = Self> {
     fn exp_(self) -> Self;
     fn ln_(self) -> Self;
     fn sqrt_(self) -> Self;
@@ -214,21 +214,33 @@ impl<T: Real> Pieces<T> {
 
 /// Allocates `len` elements and runs `f(task, pieces)` for every task on the compute team;
 /// the tasks must between them take every element once (as [`Pieces::piece`]).
-#[allow(unsafe_code)]
 fn zeroed_tasks<T: Real, I: Send, R: Send>(
     len: usize,
     tasks: Vec<I>,
     f: impl Fn(I, &Pieces<T>) -> R + Sync + Send,
 ) -> (Vec<T>, Vec<R>) {
-    let mut out = Vec::<T>::with_capacity(len);
-    let pieces = Pieces {
-        ptr: out.as_mut_ptr(),
-        len,
-    };
-    let res = crate::team::map(tasks, &|i| f(i, &pieces));
-    // SAFETY: every element was written (zero-filled, then by `f`) by exactly one task.
-    unsafe { out.set_len(len) };
+    let ([out], res) = zeroed_tasks_n([len], tasks, |i, [p]| f(i, p));
     (out, res)
+}
+
+/// [`zeroed_tasks`] with `N` output buffers of `lens` elements.
+#[allow(unsafe_code)]
+fn zeroed_tasks_n<T: Real, I: Send, R: Send, const N: usize>(
+    lens: [usize; N],
+    tasks: Vec<I>,
+    f: impl Fn(I, &[Pieces<T>; N]) -> R + Sync + Send,
+) -> ([Vec<T>; N], Vec<R>) {
+    let mut outs: [Vec<T>; N] = lens.map(Vec::with_capacity);
+    let pieces: [Pieces<T>; N] = std::array::from_fn(|j| Pieces {
+        ptr: outs[j].as_mut_ptr(),
+        len: lens[j],
+    });
+    let res = crate::team::map(tasks, &|i| f(i, &pieces));
+    for (out, len) in outs.iter_mut().zip(lens) {
+        // SAFETY: every element was written (zero-filled, then by `f`) by exactly one task.
+        unsafe { out.set_len(len) };
+    }
+    (outs, res)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -742,9 +754,8 @@ impl CustomOp2 for AttnSoftmax {
             let (out, _) = row_tasks(s.len(), lk, rows_per_task(lk), |r0, oc| {
                 for (i, or) in oc.chunks_exact_mut(lk).enumerate() {
                     let r = r0 + i;
-                    let sr = &s[r * lk..][..lk];
-                    let br = &bias[(r / (h * lq)) * lk..][..lk];
-                    wide::attn_softmax_row(sr, br, scale, or);
+                    or.copy_from_slice(&s[r * lk..][..lk]);
+                    wide::attn_softmax_row(or, &bias[(r / (h * lq)) * lk..][..lk], scale);
                 }
             });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
@@ -785,8 +796,8 @@ impl CustomOp2 for AttnSoftmaxBwd {
             let scale = T::from_f64(self.scale);
             let (out, _) = row_tasks(p.len(), lk, rows_per_task(lk), |r0, oc| {
                 for (i, or) in oc.chunks_exact_mut(lk).enumerate() {
-                    let (pr, gr) = (&p[(r0 + i) * lk..][..lk], &g[(r0 + i) * lk..][..lk]);
-                    wide::attn_softmax_grad_row(pr, gr, scale, or);
+                    or.copy_from_slice(&g[(r0 + i) * lk..][..lk]);
+                    wide::attn_softmax_grad_row(&p[(r0 + i) * lk..][..lk], or, scale);
                 }
             });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
@@ -794,11 +805,11 @@ impl CustomOp2 for AttnSoftmaxBwd {
     }
 }
 
-/// One row of [`AttnSoftmax`]: `out = softmax(s · scale + bias)`.
+/// One row of [`AttnSoftmax`] in place: scores `row` → `softmax(row · scale + bias)`.
 #[inline(always)]
-fn softmax_row<T: Real>(s: &[T], bias: &[T], scale: T, out: &mut [T]) {
-    for ((o, &sv), &bv) in out.iter_mut().zip(s).zip(bias) {
-        *o = sv * scale + bv;
+fn softmax_row<T: Real>(out: &mut [T], bias: &[T], scale: T) {
+    for (o, &bv) in out.iter_mut().zip(bias) {
+        *o = *o * scale + bv;
     }
     let m = row_max(out);
     for o in out.iter_mut() {
@@ -810,16 +821,16 @@ fn softmax_row<T: Real>(s: &[T], bias: &[T], scale: T, out: &mut [T]) {
     }
 }
 
-/// One row of [`AttnSoftmaxBwd`]: `out = scale · p ⊙ (g − Σ_k g_k p_k)`, the sum in order
-/// (see [`row_sum`]).
+/// One row of [`AttnSoftmaxBwd`] in place: the probabilities' gradient `g` →
+/// `scale · p ⊙ (g − Σ_k g_k p_k)`, the sum in order (see [`row_sum`]).
 #[inline(always)]
-fn attn_grad_row<T: Real>(p: &[T], g: &[T], scale: T, out: &mut [T]) {
+fn attn_grad_row<T: Real>(p: &[T], g: &mut [T], scale: T) {
     let mut dot = zero::<T>();
-    for (&pv, &gv) in p.iter().zip(g) {
+    for (&pv, &gv) in p.iter().zip(g.iter()) {
         dot += pv * gv;
     }
-    for ((o, &pv), &gv) in out.iter_mut().zip(p).zip(g) {
-        *o = scale * pv * (gv - dot);
+    for (o, &pv) in g.iter_mut().zip(p) {
+        *o = scale * pv * (*o - dot);
     }
 }
 
@@ -908,11 +919,11 @@ mod wide {
     );
     widest!(
         /// [`softmax_row`].
-        fn attn_softmax_row(s: &[T], bias: &[T], scale: T, out: &mut [T]) = softmax_row
+        fn attn_softmax_row(row: &mut [T], bias: &[T], scale: T) = softmax_row
     );
     widest!(
         /// [`attn_grad_row`].
-        fn attn_softmax_grad_row(p: &[T], g: &[T], scale: T, out: &mut [T]) = attn_grad_row
+        fn attn_softmax_grad_row(p: &[T], g: &mut [T], scale: T) = attn_grad_row
     );
     widest!(
         /// [`swiglu_run`].
@@ -1132,7 +1143,7 @@ pub fn log_softmax_gather(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 // Attention
 
 /// `softmax(q kᵀ · scale + bias) v` as one graph node. The forward runs on detached inputs
-/// ([`matmul`] and [`AttnSoftmax`], recorded nowhere); the op keeps the probabilities
+/// ([`attention_fwd`], recorded nowhere); the op keeps the probabilities
 /// for its backward, so neither the [B, H, Lq, Lk] scores nor their gradients become graph
 /// edges of their own.
 struct Attention {
@@ -1205,8 +1216,11 @@ fn cs_len(cs: &CpuStorage) -> usize {
     }
 }
 
-/// The fused attention's forward on detached contiguous q, k, v [B, H, L, hd] (keys repeated
-/// to the query heads): `(output, probabilities)`, recording nothing.
+/// The fused attention's forward on detached contiguous q [B, H, Lq, hd], k and v
+/// [B, H, Lk, hd] (keys repeated to the query heads): `(output, probabilities)`, recording
+/// nothing. One task per (batch, head) on the compute team: scores `q kᵀ`, the softmax in place
+/// and `P v`, so a head's scores stay in cache between the three (the arithmetic, and the bits,
+/// of [`super::matmul::matmul`], [`attention_softmax`] and `matmul` run one after the other).
 pub(crate) fn attention_fwd(
     q: &Tensor,
     k: &Tensor,
@@ -1214,14 +1228,58 @@ pub(crate) fn attention_fwd(
     scale: f64,
     bias: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    let probs = attention_softmax(&matmul(q, &k.t()?)?, scale, bias)?;
-    let out = matmul(&probs, v)?;
-    Ok((out, probs))
+    let name = "fused-attention";
+    let (b, h, lq, hd) = q.dims4()?;
+    let lk = k.dim(2)?;
+    if k.dims4()? != (b, h, lk, hd) || v.dims4()? != (b, h, lk, hd) || lk == 0 {
+        bail!(
+            "{name}: q {:?}, k {:?} and v {:?} are not [B, H, Lq, hd], [B, H, Lk, hd] with Lk > 0",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    // No bias is a zero bias, added as the unfused softmax adds it.
+    let bias = match bias {
+        Some(t) => t.to_dtype(q.dtype())?.reshape((b, lk))?.contiguous()?,
+        None => Tensor::zeros((b, lk), q.dtype(), q.device())?,
+    };
+    let (qg, ql) = q.storage_and_layout();
+    let (kg, kl) = k.storage_and_layout();
+    let (vg, vl) = v.storage_and_layout();
+    let (bg, bl) = bias.storage_and_layout();
+    let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs), Storage::Cpu(bs)) =
+        (&*qg, &*kg, &*vg, &*bg)
+    else {
+        bail!("{name}: CPU tensors expected");
+    };
+    let scale_t = scale;
+    dispatch!(qs, name, T => {
+        let (qd, kd, vd) = (slice::<T>(qs, ql, name)?, slice::<T>(ks, kl, name)?, slice::<T>(vs, vl, name)?);
+        let bd = slice::<T>(bs, bl, name)?;
+        let scale = T::from_f64(scale_t);
+        let heads: Vec<usize> = (0..b * h).collect();
+        let ([probs, out], done) = zeroed_tasks_n([b * h * lq * lk, b * h * lq * hd], heads, |t, [pp, op]| {
+            let p = pp.piece(t * lq * lk, lq * lk);
+            let (qh, kh, vh) = (&qd[t * lq * hd..][..lq * hd], &kd[t * lk * hd..][..lk * hd], &vd[t * lk * hd..][..lk * hd]);
+            gemm_into(p, (lq, hd, lk), qh, (hd, 1), kh, (1, hd))?;
+            let br = &bd[(t / h) * lk..][..lk];
+            for row in p.chunks_exact_mut(lk) {
+                wide::attn_softmax_row(row, br, scale);
+            }
+            gemm_into(op.piece(t * lq * hd, lq * hd), (lq, lk, hd), p, (lk, 1), vh, (hd, 1))
+        });
+        done.into_iter().collect::<Result<()>>()?;
+        let dev = q.device();
+        Ok((Tensor::from_vec(out, (b, h, lq, hd), dev)?, Tensor::from_vec(probs, (b, h, lq, lk), dev)?))
+    })
 }
 
 /// The fused attention's gradients `(dq, dk, dv)` from the forward's contiguous q, k, v, its
 /// probabilities and the output gradient (`dV = Pᵀ dO`, `dS` from the softmax backward,
-/// `dQ = dS K`, `dK = dSᵀ Q`), recording nothing.
+/// `dQ = dS K`, `dK = dSᵀ Q`), recording nothing. One task per (batch, head), like
+/// [`attention_fwd`]; a head's dS lives only in its task.
 pub(crate) fn attention_bwd(
     q: &Tensor,
     k: &Tensor,
@@ -1230,13 +1288,60 @@ pub(crate) fn attention_bwd(
     scale: f64,
     grad: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    let name = "fused-attention-bwd";
+    let (b, h, lq, hd) = q.dims4()?;
+    let lk = k.dim(2)?;
     let g = grad.contiguous()?;
-    let dv = matmul(&probs.t()?, &g)?;
-    let dp = matmul(&g, &v.t()?)?;
-    let ds = probs.apply_op2_no_bwd(&dp, &AttnSoftmaxBwd { scale })?;
-    let dq = matmul(&ds, k)?;
-    let dk = matmul(&ds.t()?, q)?;
-    Ok((dq, dk, dv))
+    let (q, k, v, probs) = (
+        q.contiguous()?,
+        k.contiguous()?,
+        v.contiguous()?,
+        probs.contiguous()?,
+    );
+    if k.dims4()? != (b, h, lk, hd)
+        || v.dims4()? != (b, h, lk, hd)
+        || probs.dims4()? != (b, h, lq, lk)
+        || g.dims4()? != (b, h, lq, hd)
+    {
+        bail!("{name}: the forward's tensors and the output gradient disagree in shape");
+    }
+    let (qg, ql) = q.storage_and_layout();
+    let (kg, kl) = k.storage_and_layout();
+    let (vg, vl) = v.storage_and_layout();
+    let (pg, pl) = probs.storage_and_layout();
+    let (gg, gl) = g.storage_and_layout();
+    let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs), Storage::Cpu(ps), Storage::Cpu(gs)) =
+        (&*qg, &*kg, &*vg, &*pg, &*gg)
+    else {
+        bail!("{name}: CPU tensors expected");
+    };
+    let scale_t = scale;
+    dispatch!(qs, name, T => {
+        let (qd, kd, vd) = (slice::<T>(qs, ql, name)?, slice::<T>(ks, kl, name)?, slice::<T>(vs, vl, name)?);
+        let (pd, gd) = (slice::<T>(ps, pl, name)?, slice::<T>(gs, gl, name)?);
+        let scale = T::from_f64(scale_t);
+        let heads: Vec<usize> = (0..b * h).collect();
+        let (nq, nk) = (b * h * lq * hd, b * h * lk * hd);
+        let ([dq, dk, dv], done) = zeroed_tasks_n([nq, nk, nk], heads, |t, [pq, pk, pv]| {
+            let (qh, kh, vh) = (&qd[t * lq * hd..][..lq * hd], &kd[t * lk * hd..][..lk * hd], &vd[t * lk * hd..][..lk * hd]);
+            let (ph, gh) = (&pd[t * lq * lk..][..lq * lk], &gd[t * lq * hd..][..lq * hd]);
+            gemm_into(pv.piece(t * lk * hd, lk * hd), (lk, lq, hd), ph, (1, lk), gh, (hd, 1))?;
+            let mut ds = vec![zero::<T>(); lq * lk];
+            gemm_into(&mut ds, (lq, hd, lk), gh, (hd, 1), vh, (1, hd))?;
+            for (dsr, pr) in ds.chunks_exact_mut(lk).zip(ph.chunks_exact(lk)) {
+                wide::attn_softmax_grad_row(pr, dsr, scale);
+            }
+            gemm_into(pq.piece(t * lq * hd, lq * hd), (lq, lk, hd), &ds, (lk, 1), kh, (hd, 1))?;
+            gemm_into(pk.piece(t * lk * hd, lk * hd), (lk, lq, hd), &ds, (1, lk), qh, (hd, 1))
+        });
+        done.into_iter().collect::<Result<()>>()?;
+        let dev = q.device();
+        Ok((
+            Tensor::from_vec(dq, (b, h, lq, hd), dev)?,
+            Tensor::from_vec(dk, (b, h, lk, hd), dev)?,
+            Tensor::from_vec(dv, (b, h, lk, hd), dev)?,
+        ))
+    })
 }
 
 /// Scaled dot-product attention `softmax(q kᵀ · scale + bias) v` with q [B, H, Lq, hd], k and
@@ -1311,13 +1416,14 @@ mod tests {
             .map(|j| if j < 5 { -f32::MAX } else { 0.0 })
             .collect();
         let (s, g) = (&row[..n], &row[1000..1000 + n]);
-        let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
-        softmax_row(s, &bias, 0.17, &mut a);
-        wide::attn_softmax_row(s, &bias, 0.17, &mut b);
+        let (mut a, mut b) = (s.to_vec(), s.to_vec());
+        softmax_row(&mut a, &bias, 0.17);
+        wide::attn_softmax_row(&mut b, &bias, 0.17);
         assert!(same(&a, &b));
         let p = a.clone();
-        attn_grad_row(&p, g, 0.17, &mut a);
-        wide::attn_softmax_grad_row(&p, g, 0.17, &mut b);
+        let (mut a, mut b) = (g.to_vec(), g.to_vec());
+        attn_grad_row(&p, &mut a, 0.17);
+        wide::attn_softmax_grad_row(&p, &mut b, 0.17);
         assert!(same(&a, &b));
         swiglu_run(s, g, &mut a);
         wide::swiglu(s, g, &mut b);

@@ -230,7 +230,7 @@ impl Operand {
 }
 
 /// The element types the product takes.
-trait Scalar: Copy + Send + Sync + std::ops::AddAssign + 'static {
+pub(crate) trait Scalar: Copy + Send + Sync + std::ops::AddAssign + 'static {
     const ZERO: Self;
     const ONE: Self;
 }
@@ -243,6 +243,60 @@ impl Scalar for f32 {
 impl Scalar for f64 {
     const ZERO: f64 = 0.0;
     const ONE: f64 = 1.0;
+}
+
+/// `out = a · b` on the calling thread for `a` [m, k] and `b` [k, n] given as slices with
+/// their (row, column) strides, into the first m·n elements of `out` (row-major): for kernels
+/// that run one product per task themselves. Each element is the k-ordered sum [`matmul`]
+/// computes, bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_into<T: Scalar>(
+    out: &mut [T],
+    (m, k, n): (usize, usize, usize),
+    a: &[T],
+    (a_rs, a_cs): (usize, usize),
+    b: &[T],
+    (b_rs, b_cs): (usize, usize),
+) -> Result<()> {
+    let reach = |rows: usize, cols: usize, rs: usize, cs: usize| match rows * cols {
+        0 => 0,
+        _ => (rows - 1) * rs + (cols - 1) * cs + 1,
+    };
+    if out.len() < m * n || a.len() < reach(m, k, a_rs, a_cs) || b.len() < reach(k, n, b_rs, b_cs) {
+        bail!("gemm_into: operands too short for a [{m}, {k}] · [{k}, {n}] product");
+    }
+    if m * n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        out[..m * n].fill(T::ZERO);
+        return Ok(());
+    }
+    // SAFETY: every read is inside `a` and `b` and every write inside `out` (checked above).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    Ok(())
 }
 
 /// The output pointer shared by the tasks, each of which writes its own disjoint block.
