@@ -249,7 +249,6 @@ impl Scalar for f64 {
 /// their (row, column) strides, into the first m·n elements of `out` (row-major): for kernels
 /// that run one product per task themselves. Each element is the k-ordered sum [`matmul`]
 /// computes, bit for bit.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_into<T: Scalar>(
     out: &mut [T],
     (m, k, n): (usize, usize, usize),
@@ -274,29 +273,55 @@ pub(crate) fn gemm_into<T: Scalar>(
     }
     // SAFETY: every read is inside `a` and `b` and every write inside `out` (checked above).
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        gemm_raw(
+            (m, k, n),
             out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
+            n,
             a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
+            (a_rs, a_cs),
             b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            T::ZERO,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+            (b_rs, b_cs),
+        )
+    };
     Ok(())
+}
+
+/// One single-threaded gemm call: `dst = a · b` for `a` [m, k] and `b` [k, n] with (row,
+/// column) strides, `dst` rows `dst_rs` apart, overwritten (not read).
+///
+/// # Safety
+/// Every element the strides reach must lie inside `a`'s and `b`'s allocations, and the
+/// m × n block of `dst` inside its allocation, written by no one else meanwhile.
+unsafe fn gemm_raw<T: Scalar>(
+    (m, k, n): (usize, usize, usize),
+    dst: *mut T,
+    dst_rs: usize,
+    a: *const T,
+    (a_rs, a_cs): (usize, usize),
+    b: *const T,
+    (b_rs, b_cs): (usize, usize),
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        false,
+        a,
+        a_cs as isize,
+        a_rs as isize,
+        b,
+        b_cs as isize,
+        b_rs as isize,
+        T::ZERO,
+        T::ONE,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// The output pointer shared by the tasks, each of which writes its own disjoint block.
@@ -363,28 +388,16 @@ fn product<T: Scalar>(
         // SAFETY: `Operand::new` bounds every read; each task writes rows (or columns)
         // [lo, lo + len) of batch item i only, inside the `total` reserved elements.
         unsafe {
-            gemm::gemm(
-                rows,
-                cols,
-                k,
+            gemm_raw(
+                (rows, k, cols),
                 d.0.add(d_at),
-                1,
-                n as isize,
-                false,
+                n,
                 a.as_ptr().add(a_at),
-                lhs.cs as isize,
-                lhs.rs as isize,
+                (lhs.rs, lhs.cs),
                 b.as_ptr().add(b_at),
-                rhs.cs as isize,
-                rhs.rs as isize,
-                T::ZERO,
-                T::ONE,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+                (rhs.rs, rhs.cs),
+            )
+        };
         if let Some(res) = res {
             // The block just written, still in cache: `rows` runs of `cols` elements, `n` apart.
             for r in 0..rows {
