@@ -163,7 +163,8 @@ impl Chain {
     fn backward(&self, g: &Tensor) -> Result<Grads> {
         let (s, w) = (&self.saved, &self.w);
         let (b, l, nh, nkv, hd) = self.dims;
-        let g = g.contiguous()?.reshape((b * l, s.x.dim(1)?))?;
+        let d = s.x.dim(1)?;
+        let g = g.contiguous()?.reshape((b * l, d))?;
         let dw_of = |i: usize, dy: &Tensor, x: &Tensor| -> Result<Option<Tensor>> {
             // y = x Wᵀ: dW = dyᵀ x, [out, in].
             if self.need[i] {
@@ -207,7 +208,7 @@ impl Chain {
         let dh = matmul_add(&dv, &w[3], &matmul_add(&dk, &w[2], &matmul(&dq, &w[1])?)?)?;
         let (dx, dw0) = fused::rms_norm_bwd_add(&s.x, &w[0], self.eps, &dh, Some(&gx2))?;
         dw[0] = self.need[0].then_some(dw0);
-        let dx = dx.reshape((b, l, s.x.dim(1)?))?;
+        let dx = dx.reshape((b, l, d))?;
         Ok(Grads { dx, dw })
     }
 

@@ -104,11 +104,7 @@ pub fn backward(loss: &Tensor) -> Result<GradStore> {
 fn add_into(grads: &mut GradStore, local: &GradStore, vars: &[(String, Var)]) -> Result<()> {
     for (_, v) in vars {
         if let Some(gl) = local.get(v.as_tensor()) {
-            let sum = match grads.get(v.as_tensor()) {
-                Some(g0) => (g0 + gl)?,
-                None => gl.clone(),
-            };
-            grads.insert(v.as_tensor(), sum);
+            deferred::add_to(grads, v.as_tensor(), gl.clone())?;
         }
     }
     Ok(())

@@ -71,11 +71,18 @@ pub fn backward(loss: &Tensor) -> Result<GradStore> {
     let open = Open::new();
     let mut grads = loss.backward()?;
     for (var, g) in open.close() {
-        let sum = match grads.remove(&var) {
-            Some(g0) => (g0 + g)?,
-            None => g,
-        };
-        grads.insert(&var, sum);
+        add_to(&mut grads, &var, g)?;
     }
     Ok(grads)
+}
+
+/// Adds `g` to the gradient `grads` holds for `var` (the one already there first), or stores
+/// it if there is none.
+pub fn add_to(grads: &mut GradStore, var: &Tensor, g: Tensor) -> Result<()> {
+    let sum = match grads.remove(var) {
+        Some(g0) => (g0 + g)?,
+        None => g,
+    };
+    grads.insert(var, sum);
+    Ok(())
 }

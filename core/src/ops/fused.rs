@@ -116,12 +116,12 @@ fn one<T: Real>() -> T {
     T::from_f64(1.0)
 }
 
-/// The elements of a contiguous tensor's storage.
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+/// The elements of a contiguous tensor's storage (also the split gemm's residual).
+pub(super) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
     let v = s.as_slice::<T>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("{op}: the fused kernel expects a contiguous input"),
+        None => bail!("{op}: the kernel expects a contiguous input"),
     }
 }
 

@@ -93,17 +93,7 @@ impl CustomOp2 for MatMul {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                let (v, s) = product(a, l1, b, l2, None)?;
-                Ok((CpuStorage::F32(v), s))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                let (v, s) = product(a, l1, b, l2, None)?;
-                Ok((CpuStorage::F64(v), s))
-            }
-            _ => bail!("split-gemm: f32 or f64 operands of one dtype expected"),
-        }
+        product_storage(self.name(), (s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -181,23 +171,34 @@ impl CustomOp3 for MatMulAdd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn res<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-            match l.contiguous_offsets() {
-                Some((lo, hi)) => Ok(&s.as_slice::<T>()?[lo..hi]),
-                None => bail!("split-gemm-add: the residual must be contiguous"),
-            }
+        product_storage(self.name(), (s1, l1), (s2, l2), Some((s3, l3)))
+    }
+}
+
+/// [`product`] on candle storages of one float dtype, plus the contiguous residual `res`
+/// where given.
+fn product_storage(
+    op: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    res: Option<(&CpuStorage, &Layout)>,
+) -> Result<(CpuStorage, Shape)> {
+    match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            let r = res
+                .map(|(s, l)| super::fused::slice::<f32>(s, l, op))
+                .transpose()?;
+            let (v, s) = product(a, l1, b, l2, r)?;
+            Ok((CpuStorage::F32(v), s))
         }
-        match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                let (v, s) = product(a, l1, b, l2, Some(res::<f32>(s3, l3)?))?;
-                Ok((CpuStorage::F32(v), s))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                let (v, s) = product(a, l1, b, l2, Some(res::<f64>(s3, l3)?))?;
-                Ok((CpuStorage::F64(v), s))
-            }
-            _ => bail!("split-gemm-add: f32 or f64 operands of one dtype expected"),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            let r = res
+                .map(|(s, l)| super::fused::slice::<f64>(s, l, op))
+                .transpose()?;
+            let (v, s) = product(a, l1, b, l2, r)?;
+            Ok((CpuStorage::F64(v), s))
         }
+        _ => bail!("{op}: f32 or f64 operands of one dtype expected"),
     }
 }
 
