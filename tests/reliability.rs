@@ -30,6 +30,14 @@ fn no_panic(o: &Output) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// Checks that a command failed cleanly (no panic, exit status 1); returns its stderr.
+fn failed(o: &Output) -> String {
+    no_panic(o);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    err
+}
+
 /// A copy of the tiny checkpoint whose config and weights a test may change.
 fn tiny_copy(dir: &Path) -> PathBuf {
     let m = dir.join("model");
@@ -874,9 +882,7 @@ fn generate_writes_through_a_symlink_and_into_devices() {
     // /dev/full: a clean write error, the device untouched.
     if Path::new("/dev/full").exists() {
         let o = gen(Path::new("/dev/full"));
-        no_panic(&o);
-        let err = text(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{err}");
+        let err = failed(&o);
         assert!(
             err.contains("stopped after 0 of 1 generations")
                 && err.contains("cannot write /dev/full"),
@@ -901,9 +907,7 @@ fn a_huge_config_size_is_refused_before_allocating() {
         a
     }] {
         let o = bin().args(&args).output().unwrap();
-        no_panic(&o);
-        let err = text(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{err}");
+        let err = failed(&o);
         assert!(
             err.contains("`n_layers` = 1000000000000 is larger than the sane limit 4096"),
             "{err}"
@@ -954,9 +958,7 @@ fn a_prompt_longer_than_the_model_allows_costs_only_its_line() {
     let mut a = generate_args(&m);
     a.extend(["--prompt".into(), text_prompt]);
     let o = bin().args(&a).output().unwrap();
-    no_panic(&o);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&o);
     assert!(
         err.contains("--prompt") && err.contains("exceeds the model's max_sequence_length 32"),
         "{err}"
@@ -974,9 +976,7 @@ fn logits_that_overflow_stop_the_sampler_naming_the_step() {
     let mut a = generate_args(&m);
     a.extend(["--prompt".into(), "hi".into()]);
     let o = bin().args(&a).output().unwrap();
-    no_panic(&o);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&o);
     assert!(
         err.contains("step 1: the model produced") && err.contains("non-finite logit(s)"),
         "{err}"
